@@ -1,0 +1,53 @@
+# Two commands on a fresh clone (Python 3.11 and make):
+#   make lab    set everything up, open the notebooks in JupyterLab
+#   make test   set everything up, run the whole test suite (what CI runs)
+# and one more:
+#   make demo   execute every notebook headless at demo scale (CPU minutes each), storing the outputs
+#               (make demo NB=02 runs only notebooks/02_*.ipynb)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+# Use a local copy of the datasets when one sits beside the checkout (CI and this project's machines);
+# otherwise awdlib downloads them, checksummed, into ~/.cache/awdlib.
+ifneq ($(wildcard ../shared/data/ptb),)
+export AWDLIB_DATA ?= $(abspath ../shared/data)
+endif
+
+NB ?=
+NOTEBOOKS := $(sort $(wildcard notebooks/$(NB)*.ipynb))
+
+.PHONY: setup lab test demo smoke clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU build of torch first: any other release pulls several GB of CUDA libraries.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[notebook,test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests, every notebook run by papermill at smoke scale, nbval over the stored notebooks (its
+# kernel also runs at smoke scale), and the real-browser test. One torch thread for reproducibility.
+test: setup
+	AWDLIB_SCALE=smoke AWDLIB_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks \
+	  --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+
+demo: setup
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (demo scale)"; \
+	  $(BIN)/jupytext --sync $${nb%.ipynb}.py >/dev/null && \
+	  AWDLIB_SCALE=demo $(BIN)/papermill $$nb $$nb -k python3 --cwd notebooks --no-progress-bar \
+	    || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) notebooks/results/checkpoints notebooks/results/ladder-smoke.json

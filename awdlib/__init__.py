@@ -1,0 +1,25 @@
+"""awdlib: the AWD-LSTM of Merity, Keskar & Socher (2017), *Regularizing and Optimizing LSTM Language
+Models*, as a small tested library behind the teaching notebooks.
+
+Notebook and download extras (matplotlib, ipywidgets, pooch) are imported lazily, so ``import awdlib``
+and ``python -m awdlib`` need only torch, numpy and tqdm.
+"""
+
+from .data import Corpus, Vocab, batchify, bptt_batches, load_corpus, synthetic_corpus
+from .dropout import LockedDropout, WeightDrop, embedding_dropout
+from .model import AWDLSTM, AWDLSTMConfig, AWDLSTMOutput
+from .optim import NTASGD, NonMonotonicTrigger, averaged_weights
+from .presets import PRESETS, Preset
+from .regularize import activation_regularization, temporal_activation_regularization
+from .results import Ladder
+from .train import History, TrainConfig, Trainer, evaluate, perplexity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AWDLSTM", "AWDLSTMConfig", "AWDLSTMOutput", "Corpus", "History", "Ladder", "LockedDropout",
+    "NTASGD", "NonMonotonicTrigger", "PRESETS", "Preset", "TrainConfig", "Trainer", "Vocab",
+    "WeightDrop", "activation_regularization", "averaged_weights", "batchify", "bptt_batches",
+    "embedding_dropout", "evaluate", "load_corpus", "perplexity", "synthetic_corpus",
+    "temporal_activation_regularization",
+]
