@@ -1,0 +1,116 @@
+"""Trainer behaviour around NT-ASGD: checkpoints after the switch, fine-tuning's stop, NaN stops."""
+
+import math
+import shutil
+
+import pytest
+import torch
+
+import awdlib
+import awdlib.train
+from awdlib.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return awdlib.synthetic_corpus(n_train=1500, n_eval=300)
+
+
+def make_trainer(corpus, tmp_path, **train):
+    torch.manual_seed(0)
+    model = awdlib.AWDLSTM(awdlib.AWDLSTMConfig(len(corpus.vocab), emb_size=8, hidden_size=12,
+                                                n_layers=2))
+    config = awdlib.TrainConfig(**{**dict(epochs=10, batch_size=4, bptt=10, lr=5.0, nonmono=1,
+                                          progress=False, log_epochs=False), **train})
+    return awdlib.Trainer(model, corpus, config, checkpoint_dir=tmp_path)
+
+
+def scripted_validation(monkeypatch, losses):
+    """Make the Trainer's per-epoch validation return ``losses`` in turn."""
+    sequence = iter(losses)
+    monkeypatch.setattr(awdlib.train, "evaluate", lambda *args, **kwargs: next(sequence))
+
+
+def test_checkpoint_after_the_switch_resumes_with_the_same_average(corpus, tmp_path, monkeypatch):
+    # nonmono = 1: the loss 3.0 at check 2 is worse than check 0's: averaging starts after epoch 3
+    scripted_validation(monkeypatch, [2.0, 1.0, 3.0, 2.5, 2.4, 2.4])
+    trainer = make_trainer(corpus, tmp_path)
+    trainer.fit(4)
+    assert trainer.optimizer.trigger.fired_at == 2 and trainer.history.column("averaging") == \
+        [False, False, False, True]
+    resumed = awdlib.Trainer.resume(tmp_path / "last.pt", corpus)
+    a, b = trainer.optimizer, resumed.optimizer
+    assert b.averaging and int(b.average.n_averaged) == int(a.average.n_averaged) > 1
+    assert (b.switch_step, b.steps, resumed.epoch) == (a.switch_step, a.steps, 4)
+    for p, q in zip(a.average.module.parameters(), b.average.module.parameters()):
+        assert torch.equal(p, q)
+    for p, q in zip(trainer.model.parameters(), resumed.model.parameters()):  # the iterate too
+        assert torch.equal(p, q)
+    saved = tmp_path / "copy" / "last.pt"
+    saved.parent.mkdir()
+    shutil.copy(tmp_path / "last.pt", saved)
+    trainer.fit(5)  # one more epoch from the original and from the checkpoint (its RNG states too)
+    again = awdlib.Trainer.resume(saved, corpus)
+    again.fit(5)
+    for p, q in zip(a.average.module.parameters(), again.optimizer.average.module.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_finetune_averages_from_its_first_step_and_stops_by_the_criterion(corpus, tmp_path,
+                                                                         monkeypatch):
+    # fit: 2 epochs of SGD; fine-tune: check 2 (1.3) is worse than check 0 (1.2): stop after 3 epochs
+    scripted_validation(monkeypatch, [2.0, 1.5, 1.2, 1.1, 1.3, 0.5, 0.4])
+    trainer = make_trainer(corpus, tmp_path, optimizer="ntasgd")
+    trainer.fit(2)
+    best_before = load_checkpoint(tmp_path / "best.pt")["model"]
+    trainer.finetune(epochs=10)
+    tuned = [r for r in trainer.history.records if r["phase"] == "finetune"]
+    assert len(tuned) == 3 and trainer.epoch == 5  # well before 2 + 10
+    assert all(r["averaging"] for r in tuned) and trainer.optimizer.switch_step == 0
+    assert "non-monotonic criterion" in trainer.history.stop_reason
+    assert trainer.best_valid_loss == 1.1  # best.pt now holds fine-tuning epoch 2's average
+    best_after = load_checkpoint(tmp_path / "best.pt")
+    assert best_after["epoch"] == 4 and best_after["phase"] == "finetune"
+    assert any(not torch.equal(best_before[k], v) for k, v in best_after["model"].items())
+
+
+def test_finetune_starts_from_the_best_weights(corpus, tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [1.0, 2.0, 1.5])
+    trainer = make_trainer(corpus, tmp_path)
+    trainer.fit(2)
+    best = load_checkpoint(tmp_path / "best.pt")["model"]  # epoch 1's weights
+    starts = []
+    original = trainer._make_optimizer
+
+    def record_start(mode):
+        starts.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        return original(mode)
+
+    monkeypatch.setattr(trainer, "_make_optimizer", record_start)
+    trainer.finetune(epochs=1)
+    assert all(torch.equal(best[k], v) for k, v in starts[0].items())
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path, optimizer="sgd")
+    trainer.fit(1)
+    good = load_checkpoint(tmp_path / "last.pt")["model"]
+    with torch.no_grad():
+        trainer.model.encoder.weight[0, 0] = float("nan")
+    history = trainer.fit(5)
+    assert "non-finite loss" in history.stop_reason and "epoch 2" in history.stop_reason
+    assert trainer.epoch == 1 and len(history.records) == 1
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values())
+    for k, v in trainer.model.state_dict().items():  # the model holds the last good weights again
+        assert torch.equal(v, good[k])
+
+
+def test_huge_learning_rate_gives_a_non_finite_loss_and_a_stop(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path, optimizer="sgd")
+    trainer.fit(1)
+    trainer.config.lr = 1e30
+    history = trainer.fit(3)
+    assert "non-finite loss" in history.stop_reason and trainer.epoch == 1
+    assert math.isfinite(history.records[-1]["valid_loss"])
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
