@@ -1,16 +1,5 @@
-import os
-from pathlib import Path
-
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-# Real-data tests read ../shared/data when it is there (CI, this project's machines); elsewhere awdlib
-# downloads the datasets (checksummed) into the user cache. They run, they do not skip.
-if "AWDLIB_DATA" not in os.environ and SHARED_DATA.exists():
-    os.environ["AWDLIB_DATA"] = str(SHARED_DATA)
 
 torch.set_num_threads(1)
 

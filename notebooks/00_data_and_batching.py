@@ -1,0 +1,210 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Data and batching
+#
+# *Merity, Keskar & Socher (2017), Regularizing and Optimizing LSTM Language Models — Sections 4.1 and 5.*
+#
+# A word-level language model reads a long stream of words and, at every position, predicts the next
+# one. Before any LSTM, three decisions shape everything that follows:
+#
+# 1. **Tokens.** The Penn Treebank (PTB) in Mikolov's preprocessing is already lower-cased, with numbers
+#    replaced by `N` and rare words by `<unk>`; we split each line on whitespace and append an
+#    end-of-sentence token `<eos>`. The vocabulary is every word of the train, valid and test files.
+# 2. **Batching.** The training stream is cut into `batch` long, contiguous columns, so that each column is
+#    read in order and the LSTM's hidden state can be carried from one window to the next.
+# 3. **Windows of variable length.** Truncated back-propagation through time (BPTT) cuts the columns into
+#    windows. With a fixed length 70, the word at position 1 of every window would only ever be predicted
+#    from a state that saw at most 70 words of gradient, and the window *boundaries* would fall on the same
+#    words in every epoch. The paper (Section 4.1) samples each window's length instead:
+#
+# $$\text{base} = \begin{cases} \text{bptt} & \text{with probability } p = 0.95\\ \text{bptt}/2 & \text{with probability } 1-p \end{cases}
+# \qquad \text{seq\_len} \sim \mathcal{N}(\text{base},\, s^2),\; s = 5,\; \text{seq\_len} \ge 5$$
+#
+# and rescales the learning rate by $\text{seq\_len}/\text{bptt}$, so that short windows do not get the
+# same step size as long ones.
+
+# %% tags=["parameters"]
+import os
+scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": CPU minutes (stored outputs)
+threads = int(os.environ.get("AWDLIB_THREADS", "2"))
+progress = False  # True: a live progress bar per epoch while training
+
+# %%
+# %matplotlib inline
+from collections import Counter
+
+import matplotlib.pyplot as plt
+import torch
+
+import awdlib
+from awdlib import data
+
+torch.set_num_threads(threads)
+preset = awdlib.PRESETS[scale]
+
+# %% [markdown]
+# ## The corpus
+# `awdlib.load_corpus` finds the files (the `root` argument, else the folder in `$AWDLIB_DATA`, else a
+# per-user cache it downloads into), checks every file's md5, and tokenises. The whole of PTB is small, so
+# this notebook always looks at all of it, whatever the scale.
+
+# %%
+corpus = awdlib.load_corpus("ptb")
+print({k: f"{v:,}" for k, v in corpus.stats().items()})
+print(corpus.vocab.decode(corpus.train[:42]))
+
+# %% [markdown]
+# ## Build it from scratch
+# Tokenising is three lines: split, append `<eos>`, give each new word the next id. Building the
+# vocabulary over the three splits in order gives exactly the library's ids.
+
+# %%
+folder = data.dataset_dir("ptb")
+stoi, streams = {}, {}
+for split in ("train", "valid", "test"):
+    words = [w for line in open(folder / f"ptb.{split}.txt") for w in line.split() + ["<eos>"]]
+    streams[split] = torch.tensor([stoi.setdefault(w, len(stoi)) for w in words])
+
+assert list(stoi) == corpus.vocab.itos
+assert all(torch.equal(streams[s], getattr(corpus, s)) for s in streams)
+print("from-scratch vocabulary and id streams equal the library's:", len(stoi), "words")
+
+# %% [markdown]
+# `batchify` is one reshape: keep a multiple of `batch` tokens, lay them out as `batch` rows and
+# transpose, so that the result is `(steps, batch)` (time-major, as cuDNN likes it) and **column j is one
+# contiguous stretch of text**.
+
+# %%
+def batchify_from_scratch(ids, batch):
+    steps = len(ids) // batch
+    return ids[: steps * batch].view(batch, steps).t()
+
+grid = batchify_from_scratch(corpus.train, 20)
+assert torch.equal(grid, awdlib.batchify(corpus.train, 20))
+print("train as 20 columns:", tuple(grid.shape), "| tokens dropped at the end:", len(corpus.train) - grid.numel())
+
+# %% [markdown]
+# ### See it: the batch grid
+# The first 12 steps of 4 columns of a tiny batchified stream. Read *down* a column: it is ordinary text.
+# Across a row, the columns are far-apart parts of the corpus that the model processes in parallel.
+
+# %%
+small = awdlib.batchify(corpus.train[:4 * 2000], 4)[:12]
+fig, ax = plt.subplots(figsize=(8, 4.2))
+ax.imshow(small.numpy() % 7, cmap="Pastel1", aspect="auto")
+for t in range(small.size(0)):
+    for j in range(small.size(1)):
+        ax.text(j, t, corpus.vocab.itos[small[t, j]], ha="center", va="center", fontsize=9)
+ax.set_xticks(range(4), [f"column {j}\n(tokens {j * 2000}…)" for j in range(4)])
+ax.set_yticks(range(12))
+ax.set_ylabel("time step")
+ax.set_title("batchify: each column is contiguous text, read top to bottom")
+plt.show()
+
+# %% [markdown]
+# ## Windows of variable length
+# The sampler in a few lines, drawn from a seeded `torch.Generator` in the same order as the library's, so
+# the two agree exactly:
+
+# %%
+def seq_len_from_scratch(bptt, g):
+    base = bptt if torch.rand(1, generator=g).item() < 0.95 else bptt / 2
+    return max(5, int(torch.normal(float(base), 5.0, (1,), generator=g).item()))
+
+g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+ours = [seq_len_from_scratch(70, g1) for _ in range(1000)]
+theirs = [data.sample_seq_len(70, g2) for _ in range(1000)]
+assert ours == theirs
+print("first ten window lengths:", ours[:10])
+
+# %% [markdown]
+# One epoch of windows over the batchified training data covers every token exactly once: the targets
+# are the inputs shifted by one step, and consecutive windows meet without overlap or gap.
+
+# %%
+train_grid = awdlib.batchify(corpus.train, 20)
+g = torch.Generator().manual_seed(141)
+windows = list(awdlib.bptt_batches(train_grid, 70, variable=True, generator=g))
+targets = torch.cat([y for _, y, _ in windows])
+assert torch.equal(targets, train_grid[1:])
+lengths = torch.tensor([n for _, _, n in windows], dtype=torch.float)
+print(f"{len(windows)} windows per epoch (batch 20, bptt 70); every target token predicted once")
+print(f"mean length {lengths.mean():.2f}  (expected 0.95·70 + 0.05·35 = 68.25, less ~0.5 for int() "
+      f"truncation)  min {lengths.min():.0f}  max {lengths.max():.0f}")
+
+# %% [markdown]
+# ### See it: the distribution of window lengths
+# Two bumps: most windows are about 70 long, one in twenty about 35. The learning rate of each window is
+# scaled by `seq_len / 70` (the second axis).
+
+# %%
+g = torch.Generator().manual_seed(0)
+sample = torch.tensor([data.sample_seq_len(70, g) for _ in range(20_000)])
+fig, ax = plt.subplots(figsize=(7, 3.2))
+ax.hist(sample.numpy(), bins=range(5, 95), color="C0")
+ax.set_xlabel("window length (tokens)")
+ax.set_ylabel("count in 20,000 draws")
+top = ax.secondary_xaxis("top", functions=(lambda n: 30 * n / 70, lambda lr: 70 * lr / 30))
+top.set_xlabel("learning rate for that window (base lr 30)")
+plt.show()
+print(f"share of short windows (< 52): {(sample < 52).float().mean():.3f}")
+
+# %% [markdown]
+# ## Measure: corpus statistics
+# What is a model up against? PTB is small (under a million training tokens), with a closed vocabulary of
+# 10,000 words in which `<unk>` stands for every rare word.
+
+# %%
+counts = Counter(corpus.train.tolist())
+itos = corpus.vocab.itos
+eos = corpus.vocab.stoi["<eos>"]
+sentence_lengths = torch.diff(torch.nonzero(corpus.train == eos).flatten())
+print(f"sentences in train:           {int((corpus.train == eos).sum()):,}")
+print(f"mean sentence length:         {sentence_lengths.float().mean():.1f} tokens (incl. <eos>)")
+print(f"<unk> share of train tokens:  {counts[corpus.vocab.stoi['<unk>']] / len(corpus.train):.3f}")
+print("most frequent:", ", ".join(f"{itos[i]} ({c / len(corpus.train):.3f})" for i, c in counts.most_common(8)))
+unigram = torch.tensor([counts.get(i, 0) for i in range(len(itos))], dtype=torch.float) + 1
+unigram /= unigram.sum()
+valid_nll = -unigram.log()[corpus.valid].mean()
+print(f"unigram model (add-one) valid perplexity: {valid_nll.exp():.1f}   uniform guess: {len(itos):,}")
+
+# %% [markdown]
+# The unigram perplexity above is the bar every model in this series must clear by using context; the
+# paper's AWD-LSTM reaches 57.3 on the test set.
+#
+# At the scale this notebook runs, training uses the preset below (demo: the first 10% of the training
+# text, so that a CPU finishes an experiment in minutes):
+
+# %% tags=["nbval-ignore-output"]
+sub = preset.corpus()
+print(preset.name, "—", preset.description)
+print({k: f"{v:,}" for k, v in sub.stats().items()})
+print(f"training windows per epoch: ~{(len(sub.train) // preset.train.batch_size) / preset.train.bptt:.0f}")
+
+# %% [markdown]
+# ## Takeaways
+# - Tokens are whitespace-split words plus `<eos>` per line; the vocabulary is fixed (10,000 words on PTB).
+# - `batchify` lays the stream out as `(steps, batch)` contiguous columns so the hidden state can be carried
+#   across windows; the few tokens that do not fill a row are dropped.
+# - Window lengths are random (mostly ~70, sometimes ~35, never under 5), so every word is sometimes near
+#   the start of a window and sometimes far from it; the learning rate follows the window length.
+#
+# ## Exercises
+# 1. *Predict, then run:* with `bptt = 10`, how many windows does one epoch have at batch 20? Check with
+#    `len(list(awdlib.bptt_batches(train_grid, 10)))`.
+# 2. Change `p = 0.95` to `p = 0.5` in `seq_len_from_scratch` and redraw the histogram. What does the mean
+#    window length become, and how would the average learning rate change?
