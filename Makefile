@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# --allow-root only where make runs as root (containers); JupyterLab refuses root otherwise.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Unit tests, every notebook run by papermill at smoke scale, nbval over the stored notebooks (its
 # kernel also runs at smoke scale), and the real-browser test. One torch thread for reproducibility.
