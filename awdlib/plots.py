@@ -29,3 +29,83 @@ def plot_curves(histories: dict, ax=None, metric: str = "ppl", title: str | None
     ax.set_title(title or "dashed: train, solid: validation")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_mask(mask, ax=None, title: str | None = None, xlabel: str = "", ylabel: str = ""):
+    """A dropout mask (or a dropped matrix) as an image: black where an entry is zero (dropped)."""
+    ax = _axes(ax, figsize=(4, 4))
+    kept = (mask != 0).float().cpu()
+    ax.imshow(kept, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    ax.set_title(title or f"kept {kept.mean().item():.0%} (black: dropped)", fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plot_ladder_curves(ladder, names=None, ax=None, title: str | None = None):
+    """Validation (solid) and train (dashed) perplexity per epoch for rows of an ``awdlib.Ladder``.
+
+    ``names`` selects and orders rows (default: every row with curves); missing names are skipped.
+    """
+    ax = _axes(ax)
+    rows = [ladder.get(n) for n in names] if names else ladder.rows
+    for i, row in enumerate(r for r in rows if r and r.get("valid_curve")):
+        epochs = range(1, len(row["valid_curve"]) + 1)
+        ax.plot(epochs, row["train_curve"], "--", color=f"C{i}", alpha=0.7)
+        ax.plot(epochs, row["valid_curve"], "-o", ms=3, color=f"C{i}",
+                label=f"{row.get('rung', '?')}: {row['name']} (valid)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("perplexity")
+    ax.set_yscale("log")
+    ax.set_title(title or "dashed: train, solid: validation")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_histograms(samples: dict, ax=None, bins: int = 60, xlabel: str = "", title: str | None = None):
+    """Overlaid histograms (density, log y) of the values of each named tensor, on shared bins; the
+    legend gives each sample's mean."""
+    import torch
+    ax = _axes(ax)
+    flat = {name: v.detach().flatten().float().cpu() for name, v in samples.items()}
+    top = max(v.max().item() for v in flat.values())
+    edges = torch.linspace(min(v.min().item() for v in flat.values()), top, bins + 1).numpy()
+    for i, (name, v) in enumerate(flat.items()):
+        ax.hist(v.numpy(), bins=edges, density=True, histtype="stepfilled", alpha=0.35, color=f"C{i}")
+        ax.hist(v.numpy(), bins=edges, density=True, histtype="step", color=f"C{i}",
+                label=f"{name} (mean {v.mean().item():.3f})")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_trigger(losses, n: int, ax=None, title: str | None = None, ylabel: str = "validation loss"):
+    """A validation curve and where the non-monotonic trigger (paper Algorithm 1) fires with window
+    ``n``: the firing check (red), the last ``n`` checks it ignores (shaded) and the best value before
+    them that it compares with (dotted). Epochs are 1-based, one check per epoch."""
+    from .optim import NonMonotonicTrigger
+
+    ax = _axes(ax)
+    trigger = NonMonotonicTrigger(n)
+    fired = [trigger.step(v) for v in losses]
+    epochs = range(1, len(losses) + 1)
+    ax.plot(epochs, losses, "-o", ms=3, color="C0")
+    if trigger.fired:
+        t = trigger.fired_at
+        reference = min(losses[:t - n])
+        ax.axvspan(t - n + 0.5, t + 0.5, color="0.85", label=f"last n = {n} checks (ignored)")
+        ax.axhline(reference, color="C2", ls=":", label=f"best before them: {reference:.4g}")
+        ax.plot([t + 1], [losses[t]], "*", ms=14, color="C3",
+                label=f"fires at epoch {t + 1}: {losses[t]:.4g}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("epoch (one check per epoch)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or (f"n = {n}: fires at epoch {trigger.fired_at + 1}" if any(fired)
+                           else f"n = {n}: never fires on these {len(losses)} checks"), fontsize=9)
+    return ax

@@ -129,7 +129,9 @@ class Trainer:
         In ``"ntasgd"`` mode the trigger is checked once per epoch (L = 1 epoch) and, when it fires,
         averaging starts; later evaluations and ``best.pt`` use the averaged weights.
         """
-        return self._run(epochs or self.config.epochs, on_trigger="average")
+        # A resumed fine-tuning run keeps fine-tuning's rule: stop when the criterion fires.
+        on_trigger = "stop" if self.phase == "finetune" else "average"
+        return self._run(epochs or self.config.epochs, on_trigger=on_trigger)
 
     def finetune(self, epochs: int = 300) -> History:
         """Fine-tune (paper Section 5): restart averaged SGD (T = 0) from the best weights so far,
@@ -180,7 +182,7 @@ class Trainer:
                 self._save("best.pt", averaged=True)
             fired = self.optimizer.check(valid_loss)
             self._log(self._summary(record) + ("  *best*" if improved else ""))
-            if fired and on_trigger == "average":
+            if fired and on_trigger == "average" and self.optimizer.mode == "ntasgd":
                 self._log(f"non-monotonic trigger fired at epoch {self.epoch}: averaging from now on")
             self._save("last.pt", averaged=False)
             if fired and on_trigger == "stop":
@@ -215,7 +217,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 bar.close()
                 self._stop(f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1} after "
-                           f"{tokens} tokens; kept the last good checkpoint")
+                           f"{tokens} tokens")
                 return None
             opt.zero_grad()
             loss.backward()
@@ -290,8 +292,12 @@ class Trainer:
     def _restore_last_good(self) -> None:
         last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
         if last and last.exists():
+            history = self.history  # the stored one lacks the stop reason just recorded
             self.load_state_dict(load_checkpoint(last, self.device))
-            self._log(f"restored the last good state from {last} (epoch {self.epoch})")
+            self.history = history
+            self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch})")
+        else:
+            self._log("no checkpoint to restore: the model's weights may no longer be finite")
 
     # ------------------------------------------------------------------------------------- logging
     def _summary(self, r: dict) -> str:

@@ -114,3 +114,51 @@ def test_huge_learning_rate_gives_a_non_finite_loss_and_a_stop(corpus, tmp_path)
     assert "non-finite loss" in history.stop_reason and trainer.epoch == 1
     assert math.isfinite(history.records[-1]["valid_loss"])
     assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+
+
+def test_validation_test_and_best_checkpoint_use_the_averaged_weights(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path, optimizer="asgd")
+    trainer.fit(1)  # the first epoch is always the best so far: best.pt is written
+    average, bptt = trainer.optimizer.average.module, trainer.config.bptt
+    on_average = awdlib.evaluate(average, trainer.valid_data, bptt)
+    assert trainer.history.records[-1]["valid_loss"] == pytest.approx(on_average, rel=1e-6)
+    assert on_average != pytest.approx(awdlib.evaluate(trainer.model, trainer.valid_data, bptt),
+                                       rel=1e-6)  # the raw iterate gives another loss
+    assert trainer.evaluate("test") == pytest.approx(
+        awdlib.evaluate(average, corpus.test, bptt, trainer.config.test_batch_size), rel=1e-6)
+    best = load_checkpoint(tmp_path / "best.pt")["model"]  # the average ...
+    assert all(torch.equal(best[k], v) for k, v in average.state_dict().items())
+    last = load_checkpoint(tmp_path / "last.pt")["model"]  # ... and last.pt the raw iterate
+    assert all(torch.equal(last[k], v) for k, v in trainer.model.state_dict().items())
+
+
+def test_only_ntasgd_announces_a_switch_to_averaging(corpus, tmp_path, monkeypatch):
+    scripted_validation(monkeypatch, [1.0, 2.0, 3.0] * 2)  # nonmono = 1: fires at check 2
+    for mode in ["sgd", "ntasgd"]:
+        trainer = make_trainer(corpus, tmp_path / mode, optimizer=mode)
+        trainer.fit(3)
+        announced = any("averaging from now on" in e for e in trainer.history.events)
+        assert trainer.optimizer.trigger.fired and announced == (mode == "ntasgd")
+        assert trainer.optimizer.averaging == (mode == "ntasgd")
+
+
+def test_a_resumed_finetune_still_stops_by_the_criterion(corpus, tmp_path, monkeypatch):
+    # fit 1 epoch (2.0), fine-tune 1 epoch (check 0: 1.2), resume: with n = 1 fine-tuning's check 2
+    # (1.6, epoch 4) is worse than its check 0, so the resumed run stops there, not at epoch 12
+    scripted_validation(monkeypatch, [2.0, 1.2, 1.3, 1.6, 1.0, 0.9])
+    trainer = make_trainer(corpus, tmp_path)
+    trainer.fit(1)
+    trainer.finetune(epochs=1)
+    resumed = awdlib.Trainer.resume(tmp_path / "last.pt", corpus)
+    assert resumed.phase == "finetune" and resumed.optimizer.averaging
+    resumed.fit(12)
+    assert resumed.epoch == 4 and "non-monotonic criterion" in resumed.history.stop_reason
+
+
+def test_a_nan_before_any_checkpoint_says_nothing_was_restored(corpus, monkeypatch):
+    trainer = make_trainer(corpus, None, epochs=2, log_epochs=False)
+    with torch.no_grad():
+        trainer.model.encoder.weight.fill_(math.nan)
+    history = trainer.fit()
+    assert history.records == [] and "non-finite loss" in history.stop_reason
+    assert history.events[-1].startswith("no checkpoint to restore")
