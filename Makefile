@@ -40,13 +40,14 @@ lab: setup
 # kernel also runs at smoke scale), and the real-browser test. One torch thread for reproducibility.
 test: setup
 	AWDLIB_SCALE=smoke AWDLIB_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks \
-	  --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg
+	  --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout 120
 
 demo: setup
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (demo scale)"; \
 	  $(BIN)/jupytext --sync $${nb%.ipynb}.py >/dev/null && \
 	  AWDLIB_SCALE=demo $(BIN)/papermill $$nb $$nb -k python3 --cwd notebooks --no-progress-bar \
+	    --execution-timeout 1800 \
 	    || exit 1; \
 	done
 

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-execution
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -13,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown] papermill={"duration": 0.001924, "end_time": "2026-11-26T14:08:53.165005+00:00", "exception": false, "start_time": "2026-11-26T14:08:53.163081+00:00", "status": "completed"}
+# %% [markdown]
 # # 01 · A plain LSTM language model
 #
 # *Merity, Keskar & Socher (2017), Sections 1 and 5: the baseline every technique improves on.*
@@ -34,13 +35,13 @@
 # 57.3 on PTB's test set. This notebook builds the plain model with **no regularisation at all** and
 # watches it overfit: the problem the rest of the series solves.
 
-# %% papermill={"duration": 0.007963, "end_time": "2026-11-26T14:08:53.174356+00:00", "exception": false, "start_time": "2026-11-26T14:08:53.166393+00:00", "status": "completed"} tags=["parameters"]
+# %% tags=["parameters"]
 import os
 scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": CPU minutes (stored outputs)
 threads = int(os.environ.get("AWDLIB_THREADS", "2"))
 progress = False  # True: a live progress bar per epoch while training
 
-# %% papermill={"duration": 1.514585, "end_time": "2026-11-26T14:08:54.690573+00:00", "exception": false, "start_time": "2026-11-26T14:08:53.175988+00:00", "status": "completed"}
+# %%
 # %matplotlib inline
 import math
 
@@ -60,12 +61,12 @@ baseline = preset.plain().with_train(progress=progress)
 print(preset.description)
 print("model:", {k: baseline.model[k] for k in ("emb_size", "hidden_size", "n_layers", "wdrop", "dropout")})
 
-# %% [markdown] papermill={"duration": 0.001461, "end_time": "2026-11-26T14:08:54.693996+00:00", "exception": false, "start_time": "2026-11-26T14:08:54.692535+00:00", "status": "completed"}
+# %% [markdown]
 # ## Build it from scratch
 # Embedding, a stack of single-layer LSTMs (the last one sized to the embedding), a tied decoder. The
 # hidden state is a list of `(h, c)` pairs, one per layer, carried from window to window.
 
-# %% papermill={"duration": 0.008893, "end_time": "2026-11-26T14:08:54.704192+00:00", "exception": false, "start_time": "2026-11-26T14:08:54.695299+00:00", "status": "completed"}
+# %%
 class PlainLSTMLM(nn.Module):
     def __init__(self, vocab, emb, hid, layers):
         super().__init__()
@@ -82,11 +83,11 @@ class PlainLSTMLM(nn.Module):
             new_hidden.append(state)
         return self.decoder(x), new_hidden
 
-# %% [markdown] papermill={"duration": 0.001379, "end_time": "2026-11-26T14:08:54.707994+00:00", "exception": false, "start_time": "2026-11-26T14:08:54.706615+00:00", "status": "completed"}
+# %% [markdown]
 # The library's `AWDLSTM` with every dropout at zero is the same network. Copy its weights into ours and
 # compare the logits on a batch of real text:
 
-# %% papermill={"duration": 0.055491, "end_time": "2026-11-26T14:08:54.764754+00:00", "exception": false, "start_time": "2026-11-26T14:08:54.709263+00:00", "status": "completed"}
+# %%
 torch.manual_seed(0)
 library_model = awdlib.AWDLSTM(baseline.model_config(len(corpus.vocab))).eval()
 c = library_model.config
@@ -103,12 +104,12 @@ with torch.no_grad():
 print("logits", tuple(logits.shape), "| max |ours - library| < 1e-6:",
       bool((logits - out.logits).abs().max() < 1e-6))
 
-# %% [markdown] papermill={"duration": 0.001449, "end_time": "2026-11-26T14:08:54.768141+00:00", "exception": false, "start_time": "2026-11-26T14:08:54.766692+00:00", "status": "completed"}
+# %% [markdown]
 # Perplexity from scratch: sum the negative log-likelihood of every target over fixed windows, carrying the
 # hidden state, and divide by the number of targets. `awdlib.evaluate` does the same (and its result does
 # not depend on the window length):
 
-# %% papermill={"duration": 7.904639, "end_time": "2026-11-26T14:09:02.674284+00:00", "exception": false, "start_time": "2026-11-26T14:08:54.769645+00:00", "status": "completed"}
+# %%
 def perplexity_from_scratch(model, ids, batch=10, bptt=70):
     grid = awdlib.batchify(ids, batch)
     hidden, nll, n = library_model.init_hidden(batch), 0.0, 0
@@ -127,28 +128,28 @@ print(f"untrained: ours and the library's agree to 1e-3: {abs(untrained - librar
 print(f"untrained perplexity is within 5% of the vocabulary size (a uniform guess): "
       f"{abs(untrained / len(corpus.vocab) - 1) < 0.05}")
 
-# %% [markdown] papermill={"duration": 0.00153, "end_time": "2026-11-26T14:09:02.678040+00:00", "exception": false, "start_time": "2026-11-26T14:09:02.676510+00:00", "status": "completed"}
+# %% [markdown]
 # ## Measure: train it
 # Plain SGD with the paper's optimisation settings (learning rate 30 scaled by window length, gradient
 # norm clipped at 0.25, weight decay $1.2\times10^{-6}$, variable BPTT around 70), no dropout of any kind.
 # At demo scale: the first 10% of PTB's training text, a 100/200 model, 20 epochs on 2 CPU cores (a few
 # minutes); validation on the whole validation split after every epoch.
 
-# %% papermill={"duration": 273.086906, "end_time": "2026-11-26T14:13:35.766268+00:00", "exception": false, "start_time": "2026-11-26T14:09:02.679362+00:00", "status": "completed"} tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"]
 trainer = baseline.trainer(corpus, checkpoint_dir=f"results/checkpoints/{scale}/plain")
 history = trainer.fit()
 
-# %% [markdown] papermill={"duration": 0.002154, "end_time": "2026-11-26T14:13:35.771032+00:00", "exception": false, "start_time": "2026-11-26T14:13:35.768878+00:00", "status": "completed"}
+# %% [markdown]
 # ### See it: the curves
 # Dashed: training perplexity (averaged over the epoch, with the weights changing as it goes). Solid:
 # validation. Once the two part ways, the model is memorising its training text instead of learning
 # something that transfers.
 
-# %% papermill={"duration": 0.139207, "end_time": "2026-11-26T14:13:35.912574+00:00", "exception": false, "start_time": "2026-11-26T14:13:35.773367+00:00", "status": "completed"} tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"]
 plot_curves({"plain LSTM": history}, title=f"plain LSTM, {scale} scale");
 plt.show()
 
-# %% papermill={"duration": 0.009135, "end_time": "2026-11-26T14:13:35.924433+00:00", "exception": false, "start_time": "2026-11-26T14:13:35.915298+00:00", "status": "completed"} tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"]
 best = history.best()
 last = history.records[-1]
 print(f"best validation perplexity {best['valid_ppl']:.1f} at epoch {best['epoch']} of {last['epoch']}")
@@ -157,17 +158,17 @@ print(f"last epoch: train {last['train_ppl']:.1f}, valid {last['valid_ppl']:.1f}
 print(f"training time {sum(history.column('seconds')):.0f} s, "
       f"{sum(history.column('tokens_per_s')) / len(history.records):,.0f} tokens/s on {threads} thread(s)")
 
-# %% [markdown] papermill={"duration": 0.001992, "end_time": "2026-11-26T14:13:35.928760+00:00", "exception": false, "start_time": "2026-11-26T14:13:35.926768+00:00", "status": "completed"}
+# %% [markdown]
 # ## The first rung of the ladder
 # The best validation weights (kept in `best.pt`) are scored on the test split with batch size 1, as in the
 # paper, and recorded as the first rung of the results ladder. Each later notebook adds one technique on
 # top of this one and appends its rung.
 
-# %% papermill={"duration": 4.325384, "end_time": "2026-11-26T14:13:40.255979+00:00", "exception": false, "start_time": "2026-11-26T14:13:35.930595+00:00", "status": "completed"} tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"]
 ladder.record_trainer("plain LSTM", trainer, rung=1, notebook="01")
 print(ladder)
 
-# %% [markdown] papermill={"duration": 0.002332, "end_time": "2026-11-26T14:13:40.261157+00:00", "exception": false, "start_time": "2026-11-26T14:13:40.258825+00:00", "status": "completed"}
+# %% [markdown]
 # ## Takeaways
 # - A tied-weight LSTM stack and perplexity each take a few lines; `awdlib.AWDLSTM` with every dropout at
 #   zero is exactly this model.

@@ -22,7 +22,7 @@ def test_notebook_runs_at_smoke_scale(notebook, tmp_path):
     start = time.perf_counter()
     papermill.execute_notebook(str(notebook), str(tmp_path / notebook.name), kernel_name="python3",
                                parameters={"scale": "smoke", "threads": 1}, cwd=str(NOTEBOOK_DIR),
-                               progress_bar=False)
+                               progress_bar=False, execution_timeout=SMOKE_LIMIT_S)
     TIMINGS[notebook.stem] = elapsed = time.perf_counter() - start
     assert elapsed <= SMOKE_LIMIT_S, f"{notebook.name} took {elapsed:.0f} s at smoke scale"
 

@@ -1,0 +1,234 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Weight drop: DropConnect on the recurrent weights
+#
+# The first technique of Merity, Keskar & Socher (2017), *Regularizing and Optimizing LSTM Language
+# Models*, Section 2. An LSTM computes, at every time step $t$,
+#
+# $$
+# \begin{aligned}
+# i_t &= \sigma(W^i x_t + U^i h_{t-1}), & f_t &= \sigma(W^f x_t + U^f h_{t-1}), &
+# o_t &= \sigma(W^o x_t + U^o h_{t-1}), \\
+# \tilde c_t &= \tanh(W^c x_t + U^c h_{t-1}), & c_t &= i_t \odot \tilde c_t + f_t \odot c_{t-1}, &
+# h_t &= o_t \odot \tanh(c_t).
+# \end{aligned}
+# $$
+#
+# Ordinary dropout on $h_{t-1}$ would disturb the LSTM's memory a little more at every step. The paper
+# instead applies **DropConnect** (Wan et al., 2013) to the hidden-to-hidden matrices
+# $U = [U^i, U^f, U^o, U^c]$ (PyTorch's `weight_hh_l0`): each *weight* is zeroed with probability $p$,
+#
+# $$
+# \tilde U = \frac{M \odot U}{1 - p}, \qquad M_{jk} \sim \mathrm{Bernoulli}(1 - p),
+# $$
+#
+# and the mask $M$ is sampled **once per forward pass**: "the same individual dropped weights remain
+# dropped for the entirety of the forward and backward pass". The division by $1-p$ (inverted dropout)
+# keeps $\mathbb E[\tilde U] = U$, so evaluation simply uses $U$. Because only the weights change, the
+# fast fused LSTM kernel (cuDNN on a GPU) still runs: no custom cell is needed.
+#
+# This notebook builds weight drop from scratch, checks it against `awdlib.WeightDrop`, looks at the
+# mask, and measures rung 2 of the results ladder: the plain LSTM of notebook 01 plus weight drop.
+
+# %% tags=["parameters"]
+import os
+scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": CPU minutes (stored outputs)
+threads = int(os.environ.get("AWDLIB_THREADS", "2"))
+progress = False  # True: a live progress bar per epoch while training
+
+# %% tags=["nbval-ignore-output"]
+# %matplotlib inline
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+import awdlib
+from awdlib.plots import plot_ladder_curves, plot_mask
+from awdlib.widgets import weight_drop_mask_explorer
+
+torch.set_num_threads(threads)
+preset = awdlib.PRESETS[scale]
+corpus = preset.corpus()
+ladder = awdlib.Ladder.for_scale(scale)
+print(f"scale {scale!r}: {preset.description}")
+
+# %% [markdown]
+# ## Build it from scratch
+#
+# A hand-written LSTM cell loop makes the point visible: the mask is sampled *outside* the loop, and
+# the same dropped matrix `U` multiplies $h_{t-1}$ at every step. (PyTorch stores the four gate
+# blocks stacked in the order $i, f, g = \tilde c, o$.)
+
+# %%
+def weight_dropped_lstm(lstm: nn.LSTM, x: torch.Tensor, p: float) -> torch.Tensor:
+    """Run a one-layer LSTM over x (time, batch, features) with DropConnect on W_hh."""
+    mask = torch.empty_like(lstm.weight_hh_l0).bernoulli_(1 - p)  # one mask for the whole sequence
+    U = lstm.weight_hh_l0 * mask / (1 - p)  # inverted DropConnect
+    h = x.new_zeros(x.size(1), lstm.hidden_size)
+    c = torch.zeros_like(h)
+    outputs = []
+    for x_t in x:  # the same U at every step
+        i, f, g, o = (x_t @ lstm.weight_ih_l0.T + lstm.bias_ih_l0
+                      + h @ U.T + lstm.bias_hh_l0).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs)
+
+# %% [markdown]
+# ## Check it against the library
+#
+# `awdlib.WeightDrop(lstm, p)` wraps an `nn.LSTM`. In training mode it samples one mask per call and
+# runs the wrapped LSTM with the dropped `weight_hh_l0` swapped in for that call only
+# (`torch.func.functional_call`), so the raw weight stays an ordinary parameter: `state_dict`,
+# `deepcopy`, `.to(device)` and `eval()` behave as for a plain LSTM. Under the same random seed both
+# versions draw the same mask, so their outputs must agree.
+
+# %%
+torch.manual_seed(0)
+lstm = nn.LSTM(input_size=8, hidden_size=16)
+x = torch.randn(12, 4, 8)  # (time, batch, features)
+p = 0.5
+
+torch.manual_seed(1)
+ours = weight_dropped_lstm(lstm, x, p)
+weight_drop = awdlib.WeightDrop(lstm, p).train()
+torch.manual_seed(1)
+theirs, _ = weight_drop(x)
+diff = (ours - theirs).abs().max().item()
+assert diff < 1e-5
+print(f"max |from scratch - awdlib.WeightDrop| = {diff:.6f}")
+
+weight_drop.eval()
+assert torch.equal(weight_drop(x)[0], lstm(x)[0])
+print("eval mode: WeightDrop equals the plain LSTM with the raw weights")
+
+# %% [markdown]
+# ## See the mask
+#
+# The dropped `W_hh` of this small LSTM, drawn transposed: 16 rows (the units of $h_{t-1}$) by 64
+# columns (4 gates x 16 units). Black entries are the connections that this forward pass cuts, at every time step and
+# for every example of the batch.
+
+# %%
+torch.manual_seed(1)
+dropped = weight_drop.dropped_weights()["weight_hh_l0"]
+print(f"kept {(dropped != 0).float().mean():.3f} of {dropped.numel()} recurrent weights; "
+      f"kept entries scaled by {dropped[dropped != 0][0] / lstm.weight_hh_l0[dropped != 0][0]:.3f}")
+_, ax = plt.subplots(figsize=(8, 2.6))
+plot_mask(dropped.T, ax, xlabel="to gate unit: i | f | g | o", ylabel="from unit of $h_{t-1}$",
+          title="W_hh after weight drop, p = 0.5 (black: dropped; red lines separate the gates)")
+for k in (1, 2, 3):
+    ax.axvline(16 * k - 0.5, color="red", lw=1)
+plt.show()
+
+# %% [markdown]
+# Move the slider to change $p$. The random seed is fixed, so as $p$ grows the connections already cut
+# stay cut and more go black; compare $p = 0.1$ with the paper's $0.5$.
+
+# %% tags=["nbval-ignore-output"]
+weight_drop_mask_explorer(hidden_size=16, seed=0, p=0.5)
+
+# %% [markdown]
+# ## The first step is untouched, later steps are not
+#
+# The initial state is $h_0 = 0$, so at $t = 1$ the product $U h_0$ is zero whatever the mask. From the
+# second step on, two training-mode calls (two masks) give different outputs. The plot shows the mean
+# $|$difference$|$ between two calls on the same input, per time step.
+
+# %%
+weight_drop.train()
+torch.manual_seed(2)
+first, _ = weight_drop(x)
+second, _ = weight_drop(x)
+per_step = (first - second).abs().mean(dim=(1, 2)).detach()
+print("step 1 identical:", torch.equal(first[0], second[0]))
+print("every later step differs:", bool((per_step[1:] > 0).all()))
+
+plt.figure(figsize=(6, 2.5))
+plt.bar(range(1, len(per_step) + 1), per_step)
+plt.xlabel("time step t")
+plt.ylabel("mean |difference|")
+plt.title("two training-mode calls of WeightDrop on the same input")
+plt.show()
+
+# %% [markdown]
+# ## Measure: rung 2, "+ weight drop"
+#
+# The plain LSTM of notebook 01 (`preset.plain()`: no dropout of any kind, plain SGD) with weight drop
+# $p = 0.5$ on every layer's `W_hh`, nothing else changed. At demo scale this trains on the first 10%
+# of PTB's training text for 20 epochs on 2 CPU cores (a few minutes), the regime where the plain model
+# overfits (see `shared/DEMO_SCALE.md`); validation and test use the full splits.
+
+# %% tags=["nbval-ignore-output"]
+config = preset.plain().with_model(wdrop=0.5).with_train(progress=progress)
+print(config.model_config(len(corpus.vocab)))
+trainer = config.trainer(corpus, checkpoint_dir=f"results/checkpoints/{scale}/weight-drop")
+history = trainer.fit()
+row = ladder.record_trainer("+ weight drop", trainer, rung=2, notebook="02")
+print(f"best valid ppl {row['valid_ppl']:.2f}, test ppl {row['test_ppl']:.2f}, "
+      f"{row['epochs']} epochs, {row['seconds']:.0f} s of training")
+
+# %% [markdown]
+# The curves against the plain LSTM (rung 1, read from the ladder that notebook 01 wrote). Dashed lines
+# are training perplexity (measured with dropout on), solid lines validation perplexity.
+
+# %% tags=["nbval-ignore-output"]
+plain = ladder.get("plain LSTM")
+if plain is None:
+    print(f"notebook 01 has not been run at scale {scale!r}: no plain-LSTM curve to compare with")
+else:
+    print(f"plain LSTM: best valid {plain['valid_ppl']:.2f} (epoch "
+          f"{plain['valid_curve'].index(min(plain['valid_curve'])) + 1}), "
+          f"last valid {plain['valid_curve'][-1]:.2f}, last train {plain['train_curve'][-1]:.2f}")
+print(f"+ weight drop: best valid {row['valid_ppl']:.2f} (epoch "
+      f"{row['valid_curve'].index(min(row['valid_curve'])) + 1}), "
+      f"last valid {row['valid_curve'][-1]:.2f}, last train {row['train_curve'][-1]:.2f}")
+plot_ladder_curves(ladder, ["plain LSTM", "+ weight drop"],
+                   title=f"{scale} scale: dashed train, solid validation")
+plt.show()
+
+# %% tags=["nbval-ignore-output"]
+print(ladder.table())
+
+# %% [markdown]
+# **What the stored demo run shows** (demo scale, 2 CPU cores, one seed; the numbers are the ones
+# printed above). Weight drop's best validation perplexity was 302.53 against the plain LSTM's
+# 315.76: a gap smaller than the ±20–40 jumps between epochs, so on its own it is not evidence.
+# The end of training is clearer: after 20 epochs the plain LSTM sat at validation 352.40 with training
+# perplexity 99.11, weight drop at 309.70 with 128.32. The weight-dropped model fits the training text
+# more slowly and overfits less, which is what a regulariser should do.
+
+# %% [markdown]
+# ## Takeaways
+#
+# - Weight drop regularises the *recurrence*: one DropConnect mask on $U$ per forward pass, shared by
+#   every time step and every example, scaled by $1/(1-p)$ so that evaluation uses the raw weights.
+# - Only the weights change, so the fused LSTM kernel still runs; `awdlib.WeightDrop` swaps the dropped
+#   matrix in for one call and keeps the raw weight as the parameter that is saved and trained.
+# - The first step of a sequence that starts from $h_0 = 0$ is never affected; in training, the hidden
+#   state carried between BPTT windows is not zero, so there every step is affected.
+# - At demo scale, compare the curves above rather than one number: validation perplexity jumps by
+#   ±20–40 between epochs at this scale (`shared/DEMO_SCALE.md`), so a gap smaller than that between the
+#   two best values is within noise. What weight drop should change is the *shape*: a smaller
+#   train/validation gap and a later, shallower upturn once the plain model starts to overfit.
+#
+# ## Exercises (predict, then run)
+#
+# 1. Set `p = 0.9` in the check cell. Predict how the bar plot of per-step differences changes, then run it.
+# 2. Train rung 2 again with `wdrop=0.2`. Will the train/validation gap after 20 epochs be smaller or
+#    larger than with 0.5? Where does the best validation epoch move?
