@@ -53,10 +53,12 @@ class Ladder:
     def get(self, name: str) -> dict | None:
         return next((r for r in self.rows if r["name"] == name), None)
 
-    def table(self) -> str:
-        """A fixed-width text table of every rung."""
+    def table(self, upto: int | None = None) -> str:
+        """A fixed-width text table of every rung (or of rungs ``<= upto``)."""
         lines = [f"{'configuration':<34} {'valid ppl':>10} {'test ppl':>10}"]
         for r in self.rows:
+            if upto is not None and r.get("rung", 0) > upto:
+                continue
             test = "" if r["test_ppl"] is None else f"{r['test_ppl']:10.2f}"
             lines.append(f"{r['name']:<34} {r['valid_ppl']:10.2f} {test:>10}")
         return "\n".join(lines)
