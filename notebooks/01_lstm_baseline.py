@@ -41,7 +41,7 @@ scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo"
 threads = int(os.environ.get("AWDLIB_THREADS", "2"))
 progress = False  # True: a live progress bar per epoch while training
 
-# %%
+# %% tags=["nbval-ignore-output"]
 # %matplotlib inline
 import math
 
@@ -166,7 +166,7 @@ print(f"training time {sum(history.column('seconds')):.0f} s, "
 
 # %% tags=["nbval-ignore-output"]
 ladder.record_trainer("plain LSTM", trainer, rung=1, notebook="01")
-print(ladder)
+print(ladder.table(upto=1))
 
 # %% [markdown]
 # ## Takeaways
