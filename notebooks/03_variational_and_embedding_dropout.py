@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-execution
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -242,7 +243,7 @@ plot_ladder_curves(ladder, [name for name, _ in rungs.values()],
 plt.show()
 
 # %% tags=["nbval-ignore-output"]
-print(ladder.table())
+print(ladder.table(upto=4))
 
 # %% [markdown]
 # **What the stored demo runs show** (demo scale, 2 CPU cores, one seed per rung; the numbers are the

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-execution
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -208,7 +209,7 @@ for name, v in h.items():
 # ## The ladder so far
 
 # %% tags=["nbval-ignore-output"]
-print(ladder.table())
+print(ladder.table(upto=5))
 plot_ladder_curves(ladder, ["+ embedding dropout", "+ AR/TAR"],
                    title=f"{scale} scale, from the ladder: dashed train, solid validation")
 plt.show()
