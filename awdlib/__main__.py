@@ -121,11 +121,9 @@ def load_run_corpus(preset: Preset, args):
 
 
 def model_from_state(state: dict, device: str):
-    from .model import AWDLSTM, AWDLSTMConfig
+    from .checkpoint import build_model
 
-    model = AWDLSTM(AWDLSTMConfig(**state["model_config"])).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    return build_model(state).to(device)
 
 
 def check_device(device: str) -> str:

@@ -32,11 +32,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return state
 
 
-def load_model(path: str | os.PathLike, map_location="cpu"):
-    """Rebuild the AWD-LSTM stored in a checkpoint (its ``model`` weights, in eval mode)."""
+def build_model(state: dict):
+    """The AWD-LSTM described by a checkpoint's contents (its ``model`` weights, in eval mode)."""
     from .model import AWDLSTM, AWDLSTMConfig
 
-    state = load_checkpoint(path, map_location)
     model = AWDLSTM(AWDLSTMConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def load_model(path: str | os.PathLike, map_location="cpu"):
+    """Rebuild the AWD-LSTM stored in a checkpoint file."""
+    return build_model(load_checkpoint(path, map_location))

@@ -10,25 +10,35 @@ def _axes(ax=None, figsize=(6, 3.5)):
     return ax
 
 
-def plot_curves(histories: dict, ax=None, metric: str = "ppl", title: str | None = None):
-    """Train (dashed) and validation (solid) curves per epoch for each named ``History``."""
-    ax = _axes(ax)
-    for i, (name, history) in enumerate(histories.items()):
-        color = f"C{i}"
-        epochs = history.column("epoch")
-        ax.plot(epochs, history.column(f"train_{metric}"), "--", color=color, alpha=0.7)
-        ax.plot(epochs, history.column(f"valid_{metric}"), "-o", ms=3, color=color,
-                label=f"{name} (valid)")
-        switched = [r["epoch"] for r in history.records if r["averaging"]]
-        if switched and history.records[0]["averaging"] is False:
-            ax.axvline(switched[0] - 0.5, color=color, ls=":", lw=1)
+def _train_valid(ax, epochs, train, valid, color: str, label: str) -> None:
+    """One run's curves: training dashed, validation solid with markers."""
+    ax.plot(epochs, train, "--", color=color, alpha=0.7)
+    ax.plot(epochs, valid, "-o", ms=3, color=color, label=label)
+
+
+def _finish(ax, title: str | None, ylabel: str = "perplexity", log: bool = True):
     ax.set_xlabel("epoch")
-    ax.set_ylabel("perplexity" if metric == "ppl" else "loss (nats/token)")
-    if metric == "ppl":
+    ax.set_ylabel(ylabel)
+    if log:
         ax.set_yscale("log")
     ax.set_title(title or "dashed: train, solid: validation")
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_curves(histories: dict, ax=None, metric: str = "ppl", title: str | None = None):
+    """Train (dashed) and validation (solid) curves per epoch for each named ``History``; a dotted
+    line marks where averaging started."""
+    ax = _axes(ax)
+    for i, (name, history) in enumerate(histories.items()):
+        color = f"C{i}"
+        _train_valid(ax, history.column("epoch"), history.column(f"train_{metric}"),
+                     history.column(f"valid_{metric}"), color, f"{name} (valid)")
+        switched = [r["epoch"] for r in history.records if r["averaging"]]
+        if switched and history.records[0]["averaging"] is False:
+            ax.axvline(switched[0] - 0.5, color=color, ls=":", lw=1)
+    return _finish(ax, title, "perplexity" if metric == "ppl" else "loss (nats/token)",
+                   log=metric == "ppl")
 
 
 def plot_mask(mask, ax=None, title: str | None = None, xlabel: str = "", ylabel: str = ""):
@@ -52,16 +62,9 @@ def plot_ladder_curves(ladder, names=None, ax=None, title: str | None = None):
     ax = _axes(ax)
     rows = [ladder.get(n) for n in names] if names else ladder.rows
     for i, row in enumerate(r for r in rows if r and r.get("valid_curve")):
-        epochs = range(1, len(row["valid_curve"]) + 1)
-        ax.plot(epochs, row["train_curve"], "--", color=f"C{i}", alpha=0.7)
-        ax.plot(epochs, row["valid_curve"], "-o", ms=3, color=f"C{i}",
-                label=f"{row.get('rung', '?')}: {row['name']} (valid)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("perplexity")
-    ax.set_yscale("log")
-    ax.set_title(title or "dashed: train, solid: validation")
-    ax.legend(fontsize=8)
-    return ax
+        _train_valid(ax, range(1, len(row["valid_curve"]) + 1), row["train_curve"],
+                     row["valid_curve"], f"C{i}", f"{row.get('rung', '?')}: {row['name']} (valid)")
+    return _finish(ax, title)
 
 
 def plot_histograms(samples: dict, ax=None, bins: int = 60, xlabel: str = "", title: str | None = None):
