@@ -6,7 +6,7 @@ and ``python -m awdlib`` need only torch, numpy and tqdm.
 """
 
 from .data import Corpus, Vocab, batchify, bptt_batches, load_corpus, synthetic_corpus
-from .dropout import LockedDropout, WeightDrop, embedding_dropout
+from .dropout import LockedDropout, WeightDrop, dropconnect_mask, embedding_dropout
 from .model import AWDLSTM, AWDLSTMConfig, AWDLSTMOutput
 from .optim import NTASGD, NonMonotonicTrigger, averaged_weights
 from .presets import PRESETS, Preset
@@ -20,6 +20,6 @@ __all__ = [
     "AWDLSTM", "AWDLSTMConfig", "AWDLSTMOutput", "Corpus", "History", "Ladder", "LockedDropout",
     "NTASGD", "NonMonotonicTrigger", "PRESETS", "Preset", "TrainConfig", "Trainer", "Vocab",
     "WeightDrop", "activation_regularization", "averaged_weights", "batchify", "bptt_batches",
-    "embedding_dropout", "evaluate", "load_corpus", "perplexity", "synthetic_corpus",
+    "dropconnect_mask", "embedding_dropout", "evaluate", "load_corpus", "perplexity", "synthetic_corpus",
     "temporal_activation_regularization",
 ]

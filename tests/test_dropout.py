@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from awdlib import LockedDropout, WeightDrop, embedding_dropout
+from awdlib import LockedDropout, WeightDrop, dropconnect_mask, embedding_dropout
 
 T, B, I, H = 6, 3, 4, 5  # time steps, batch, input features, hidden units
 
@@ -80,6 +80,49 @@ def test_weight_drop_mask_is_inverted_dropout_of_the_raw_weight():
     assert 0 < kept.sum() < kept.numel()
     torch.testing.assert_close(dropped[kept], raw[kept] / (1 - p))
     assert torch.all(dropped[~kept] == 0)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.65])
+def test_dropconnect_mask_is_bernoulli_in_every_slot_and_unbiased(p):
+    # Four entries come from one 64-bit random number: each of the four slots must drop at rate p
+    # (a 63-bit draw would leave one slot's sign bit always 0), and the mask's mean must be 1.
+    torch.manual_seed(0)
+    mask = dropconnect_mask(torch.empty(1000, 1000), p)
+    levels = 2 ** 16
+    scale = levels / (levels - round(p * levels))
+    assert mask.unique().tolist() == [0.0, pytest.approx(scale)]
+    slots = (mask == 0).float().view(-1, 4).mean(dim=0)  # drop rate per slot
+    tolerance = 5 * (p * (1 - p) / (mask.numel() / 4)) ** 0.5
+    assert torch.all((slots - p).abs() < tolerance), slots
+    assert abs(mask.mean().item() - 1) < 5 * (p / (1 - p) / mask.numel()) ** 0.5
+    kept = (mask != 0).float().flatten()
+    neighbours = torch.corrcoef(torch.stack([kept[:-1], kept[1:]]))[0, 1]
+    assert abs(neighbours) < 0.01
+
+
+def test_dropconnect_mask_scale_and_edge_cases():
+    assert torch.equal(dropconnect_mask(torch.empty(3, 5), 0.0), torch.ones(3, 5))  # odd size, p = 0
+    torch.manual_seed(0)
+    half = dropconnect_mask(torch.empty(7, 9, dtype=torch.float64), 0.5)
+    assert half.dtype == torch.float64 and set(half.unique().tolist()) == {0.0, 2.0}
+    for bad in (-0.1, 1.0, 1 - 2 ** -20):
+        with pytest.raises(ValueError, match="dropout rate"):
+            dropconnect_mask(torch.empty(2, 2), bad)
+    with pytest.raises(ValueError, match="weight-drop rate"):
+        WeightDrop(nn.LSTM(I, H), 1.0)
+
+
+def test_dropconnect_mask_is_seeded_and_cut_connections_stay_cut_as_p_grows():
+    # The same seed gives the same draws, so a larger p drops a superset (notebook 02's slider).
+    w = torch.empty(40, 30)
+    torch.manual_seed(4)
+    a = dropconnect_mask(w, 0.3)
+    torch.manual_seed(4)
+    b = dropconnect_mask(w, 0.6)
+    torch.manual_seed(4)
+    assert torch.equal(dropconnect_mask(w, 0.3), a)
+    assert not torch.equal(dropconnect_mask(w, 0.3), a)  # the next call draws afresh
+    assert torch.all(b[a == 0] == 0) and (b == 0).sum() > (a == 0).sum()
 
 
 def test_weight_drop_only_touches_hidden_to_hidden_weights():
