@@ -247,13 +247,13 @@ print(ladder.table(upto=4))
 
 # %% [markdown]
 # **What the stored demo runs show** (demo scale, 2 CPU cores, one seed per rung; the numbers are the
-# ones printed above). Best validation perplexity went 315.76 (plain), 302.53 (+ weight drop),
-# 289.53 (+ locked dropout), 291.90 (+ embedding dropout). Each step between neighbouring rungs is
+# ones printed above). Best validation perplexity went 315.76 (plain), 307.67 (+ weight drop),
+# 294.98 (+ locked dropout), 302.01 (+ embedding dropout). Each step between neighbouring rungs is
 # smaller than the ±20–40 jumps between epochs, and rungs 3 and 4 are indistinguishable at this scale.
 # The shape of the curves is the clearer signal: after 20 epochs the training perplexity rises with
-# every dropout added (99.11, 128.32, 216.47, 246.18) while the last validation value falls from
-# 352.40 to 289.53 and 291.90, and rungs 3 and 4 reached their best at the final epoch: the more
-# regularised models overfit less and had not finished learning.
+# every dropout added (99.11, 144.74, 215.41, 253.50) while the last validation value falls from
+# 352.40 to 311.97, 294.98 and 302.01, and rungs 3 and 4 reached their best at the final epoch: the
+# more regularised models overfit less and had not finished learning.
 
 # %% [markdown]
 # ## Takeaways
