@@ -127,9 +127,9 @@ assert torch.equal(weight_drop(x)[0], lstm(x)[0])
 print("eval mode: WeightDrop equals the plain LSTM with the raw weights")
 
 # %% [markdown]
-# ## Two ways to draw the same mask
+# ## Three ways to draw the same mask
 #
-# Both masks are $\mathrm{Bernoulli}(1-p)$ draws, one per weight. Ours compares a float uniform with
+# All are $\mathrm{Bernoulli}(1-p)$ draws, one per weight. Ours compares a float uniform with
 # $p$. `awdlib.dropconnect_mask` compares a 16-bit uniform integer $u \in \{0, \dots, 2^{16}-1\}$ with
 # $p \cdot 2^{16}$, taking four such integers out of each random 64-bit number. The reason is speed: at the
 # paper's size the three `W_hh` hold 11.2 million weights, a fresh mask for each of them at every
