@@ -213,6 +213,28 @@ def test_weight_drop_raises_no_contiguous_chunk_warning():
     assert not [w for w in caught if "contiguous chunk" in str(w.message)]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (cuDNN's fused LSTM)")
+def test_weight_drop_on_cuda_matches_its_mask_without_warnings():
+    # On a GPU the dropped W_hh goes through cuDNN, which wants one flat weight buffer: no per-call
+    # warning may escape, the 64-bit draws must work on the device, and the output must still be the
+    # unrolled LSTM with the recovered mask.
+    lstm, x = lstm_and_input()
+    lstm, x = lstm.cuda(), x.cuda()
+    wd = WeightDrop(lstm, 0.5).train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.manual_seed(5)
+        w_hh = wd.dropped_weights()["weight_hh_l0"]
+        torch.manual_seed(5)
+        y, _ = wd(x)
+        y.sum().backward()
+    assert not [w for w in caught if "contiguous chunk" in str(w.message)]
+    manual = unrolled_lstm(x, lstm.weight_ih_l0, w_hh, lstm.bias_ih_l0, lstm.bias_hh_l0)
+    torch.testing.assert_close(y, manual, rtol=0, atol=2e-3)  # cuDNN may use TF32 internally
+    rate = (dropconnect_mask(torch.empty(1000, 1000, device="cuda"), 0.5) == 0).float().mean()
+    assert abs(rate.item() - 0.5) < 0.003
+
+
 # --------------------------------------------------------------------------------- LockedDropout
 
 def test_locked_mask_is_shared_across_time_and_differs_across_examples():
