@@ -14,9 +14,14 @@ from awdlib import LockedDropout, WeightDrop, dropconnect_mask, embedding_dropou
 T, B, I, H = 6, 3, 4, 5  # time steps, batch, input features, hidden units
 
 
-def lstm_and_input(seed=0, dtype=torch.float32):
+# The GPU runs go through cuDNN's fused LSTM; they are skipped on machines without one.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="needs a CUDA GPU"))]
+
+
+def lstm_and_input(seed=0, dtype=torch.float32, device="cpu"):
     torch.manual_seed(seed)
-    return nn.LSTM(I, H).to(dtype), torch.randn(T, B, I, dtype=dtype)
+    return nn.LSTM(I, H).to(device, dtype), torch.randn(T, B, I, dtype=dtype, device=device)
 
 
 def unrolled_lstm(x, w_ih, w_hh, b_ih, b_hh):
@@ -56,17 +61,19 @@ def test_weight_drop_eval_is_deterministic_and_equals_plain_lstm():
     assert torch.equal(y1, y_ref) and torch.equal(h1, h_ref) and torch.equal(c1, c_ref)
 
 
-def test_weight_drop_uses_one_recurrent_matrix_for_every_step():
+@pytest.mark.parametrize("device", DEVICES)
+def test_weight_drop_uses_one_recurrent_matrix_for_every_step(device):
     # Recover this call's mask by replaying the RNG, then a manual unroll with that single dropped
     # W_hh must reproduce the whole output sequence (a per-step mask would not).
-    lstm, x = lstm_and_input()
+    lstm, x = lstm_and_input(device=device)
     wd = WeightDrop(lstm, 0.5).train()
     torch.manual_seed(7)
     w_hh = wd.dropped_weights()["weight_hh_l0"]
     torch.manual_seed(7)
     y, _ = wd(x)
     manual = unrolled_lstm(x, lstm.weight_ih_l0, w_hh, lstm.bias_ih_l0, lstm.bias_hh_l0)
-    torch.testing.assert_close(y, manual)
+    tolerance = {"rtol": 0, "atol": 2e-3} if device == "cuda" else {}  # cuDNN may use TF32
+    torch.testing.assert_close(y, manual, **tolerance)
     raw = unrolled_lstm(x, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
     assert not torch.allclose(y[1:], raw[1:])  # the mask did change the recurrence
 
@@ -82,12 +89,13 @@ def test_weight_drop_mask_is_inverted_dropout_of_the_raw_weight():
     assert torch.all(dropped[~kept] == 0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.65])
-def test_dropconnect_mask_is_bernoulli_in_every_slot_and_unbiased(p):
+def test_dropconnect_mask_is_bernoulli_in_every_slot_and_unbiased(p, device):
     # Four entries come from one 64-bit random number: each of the four slots must drop at rate p
     # (a 63-bit draw would leave one slot's sign bit always 0), and the mask's mean must be 1.
     torch.manual_seed(0)
-    mask = dropconnect_mask(torch.empty(1000, 1000), p)
+    mask = dropconnect_mask(torch.empty(1000, 1000, device=device), p).cpu()
     levels = 2 ** 16
     scale = levels / (levels - round(p * levels))
     assert mask.unique().tolist() == [0.0, pytest.approx(scale)]
@@ -202,8 +210,10 @@ def test_weight_drop_moves_with_to_dtype():
     assert wd.eval()(x.double())[0].dtype == torch.float64
 
 
-def test_weight_drop_raises_no_contiguous_chunk_warning():
-    lstm, x = lstm_and_input()
+@pytest.mark.parametrize("device", DEVICES)
+def test_weight_drop_raises_no_contiguous_chunk_warning(device):
+    # cuDNN wants one flat weight buffer; the swapped-in W_hh must not warn at every call.
+    lstm, x = lstm_and_input(device=device)
     wd = WeightDrop(lstm, 0.5).train()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -211,28 +221,6 @@ def test_weight_drop_raises_no_contiguous_chunk_warning():
         wd.eval()(x)
         wd.train()(x)
     assert not [w for w in caught if "contiguous chunk" in str(w.message)]
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (cuDNN's fused LSTM)")
-def test_weight_drop_on_cuda_matches_its_mask_without_warnings():
-    # On a GPU the dropped W_hh goes through cuDNN, which wants one flat weight buffer: no per-call
-    # warning may escape, the 64-bit draws must work on the device, and the output must still be the
-    # unrolled LSTM with the recovered mask.
-    lstm, x = lstm_and_input()
-    lstm, x = lstm.cuda(), x.cuda()
-    wd = WeightDrop(lstm, 0.5).train()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.manual_seed(5)
-        w_hh = wd.dropped_weights()["weight_hh_l0"]
-        torch.manual_seed(5)
-        y, _ = wd(x)
-        y.sum().backward()
-    assert not [w for w in caught if "contiguous chunk" in str(w.message)]
-    manual = unrolled_lstm(x, lstm.weight_ih_l0, w_hh, lstm.bias_ih_l0, lstm.bias_hh_l0)
-    torch.testing.assert_close(y, manual, rtol=0, atol=2e-3)  # cuDNN may use TF32 internally
-    rate = (dropconnect_mask(torch.empty(1000, 1000, device="cuda"), 0.5) == 0).float().mean()
-    assert abs(rate.item() - 0.5) < 0.003
 
 
 # --------------------------------------------------------------------------------- LockedDropout
