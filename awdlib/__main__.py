@@ -1,4 +1,4 @@
-"""Command line: ``python -m awdlib {data,train,finetune,evaluate,generate}``.
+"""Command line: ``python -m awdlib {data,train,finetune,evaluate,generate,experiment}``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m awdlib finetune --checkpoint-dir runs/demo --epochs 5
     python -m awdlib evaluate runs/demo/best.pt --split test
     python -m awdlib generate runs/demo/best.pt --words 40 --temperature 0.8 --seed 1
+    python -m awdlib experiment ladder --preset demo --seeds 141 142 143 --workers 2
 
 Flags map onto the dataclasses (:class:`~awdlib.presets.Preset`, :class:`~awdlib.train.TrainConfig`,
 :class:`~awdlib.model.AWDLSTMConfig`); ``--set`` reaches any of their fields. Needs only torch, numpy
@@ -227,6 +228,25 @@ def cmd_generate(args) -> None:
     print(text)
 
 
+def cmd_experiment(args) -> None:
+    from .experiments import STUDIES, run_study, write_summary
+
+    preset = apply_settings(PRESETS[args.preset], args.set)
+    configs = STUDIES[args.study](preset)
+    unknown = set(args.only or ()) - set(configs)
+    if unknown:
+        raise CommandError(f"--only: no configuration {sorted(unknown)} in the {args.study} study; "
+                           f"it has {', '.join(map(repr, configs))}")
+    if args.only:
+        configs = {name: configs[name] for name in args.only}
+    stem = Path(args.results) / f"{args.study}-{args.preset}"
+    runs = run_study(configs, args.seeds, stem.with_suffix(".runs.jsonl"),
+                     Path(args.results) / "checkpoints" / args.preset / args.study, args.workers,
+                     root=args.data_root)
+    write_summary(args.study, runs, stem.with_suffix(".json"), preset, args.seeds)
+    print(f"summary of {len(runs)} runs in {stem.with_suffix('.json')}")
+
+
 # -------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -281,6 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="make the sample reproducible")
     p.add_argument("--start", default="<eos>", help="words to feed in first (default <eos>)")
     device_flag(p)
+
+    p = command("experiment", cmd_experiment, "a study: named configurations x seeds, resumable")
+    p.add_argument("study", choices=("ladder",), help="ladder: the rungs of notebooks 01-05")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    p.add_argument("--seeds", type=int, nargs="+", default=[141, 142, 143])
+    p.add_argument("--workers", type=int, default=1, help="parallel runs, one torch thread each")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations")
+    p.add_argument("--results", default="notebooks/results",
+                   help="folder for STUDY-PRESET.runs.jsonl (one line per finished run) and "
+                        "STUDY-PRESET.json (the summary)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="change a preset field for every configuration")
     return parser
 
 

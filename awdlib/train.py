@@ -42,6 +42,7 @@ class TrainConfig:
     test_batch_size: int = 1
     seed: int = 141
     time_budget: float | None = None  # seconds of training per fit()/finetune() call
+    patience: int | None = None  # stop after this many epochs without a new best validation loss
     progress: bool = True  # tqdm progress bars
     log_epochs: bool = True  # one summary line per epoch
 
@@ -187,6 +188,11 @@ class Trainer:
             self._save("last.pt", averaged=False)
             if fired and on_trigger == "stop":
                 self._stop(f"non-monotonic criterion met at epoch {self.epoch}: fine-tuning done")
+                break
+            patience = self.config.patience
+            if patience and self.epoch - self.history.best()["epoch"] >= patience:
+                self._stop(f"no better validation loss for {patience} epochs: stopped early at "
+                           f"epoch {self.epoch}")
                 break
             if partial:
                 self._stop(f"time budget of {self.config.time_budget:.0f} s used in epoch {self.epoch}")

@@ -1,0 +1,164 @@
+"""Experiment runner: named configurations x seeds at one scale, one JSON line per finished run.
+
+A study is a dict of named :class:`~awdlib.presets.Preset` s (:func:`ladder_configs` builds the results
+ladder of notebooks 01-05). :func:`run_study` trains every (configuration, seed) pair to its own best
+validation loss within the preset's epoch cap, under the same early-stopping rule for all
+(``patience``), so compute and data are matched across configurations. Each finished run is appended
+to a JSON Lines file at once; a study started again skips the runs already in that file, so it can be
+interrupted and resumed. Runs go to ``workers`` processes with one torch thread each.
+
+A preset with ``finetune_epochs > 0`` is fine-tuned after training (paper Section 5), and its row
+holds both results: before (``valid_ppl``, ``test_ppl``) and after (``finetuned``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+from statistics import mean, stdev
+
+import torch
+
+from .presets import Preset
+
+# The ladder, rung by rung: each adds one technique to the rung above (notebooks 01-05).
+LADDER = ("plain LSTM", "+ weight drop", "+ locked dropout", "+ embedding dropout", "+ AR/TAR",
+          "+ NT-ASGD", "+ fine-tuning")
+
+
+def ladder_configs(preset: Preset) -> dict[str, Preset]:
+    """The ladder's trained configurations; ``"+ NT-ASGD"`` is ``preset`` itself, fine-tuned
+    afterwards, so the row ``"+ fine-tuning"`` is read from the same runs (:func:`ladder_rows`)."""
+    m = preset.model
+    plain = replace(preset.plain(), finetune_epochs=0)
+    weight_drop = plain.with_model(wdrop=m["wdrop"])
+    locked = weight_drop.with_model(dropouti=m["dropouti"], dropouth=m["dropouth"],
+                                    dropout=m["dropout"])
+    embedding = locked.with_model(dropoute=m["dropoute"])
+    ar_tar = embedding.with_train(alpha=preset.train.alpha, beta=preset.train.beta)
+    nt_asgd = ar_tar.with_train(optimizer=preset.train.optimizer)
+    configs = dict(zip(LADDER, (plain, weight_drop, locked, embedding, ar_tar)))
+    configs["+ NT-ASGD"] = replace(nt_asgd, finetune_epochs=preset.finetune_epochs)
+    return configs
+
+
+# ------------------------------------------------------------------------------------------ runs
+def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, root=None,
+            threads: int | None = 1) -> dict:
+    """Train one configuration with one seed; the result row (plain numbers, curves included).
+
+    Test perplexity is that of the best validation weights (``best.pt``, averaged when NT-ASGD has
+    switched), at the preset's test batch size (1, as in the paper).
+    """
+    from .train import evaluate, perplexity
+
+    if threads:
+        torch.set_num_threads(threads)
+    preset = preset.with_train(seed=seed, progress=False, log_epochs=False)
+    corpus = preset.corpus(root)
+    trainer = preset.trainer(corpus, checkpoint_dir=checkpoint_dir)
+    started = time.perf_counter()
+
+    def result() -> dict:
+        trainer.load_best()
+        c, h = trainer.config, trainer.history
+        best = h.best()
+        test_loss = evaluate(trainer.model, corpus.test, c.bptt, c.test_batch_size)
+        return {"valid_ppl": best["valid_ppl"], "test_ppl": perplexity(test_loss),
+                "best_epoch": best["epoch"], "epochs": len(h.records),
+                "valid_curve": [round(v, 2) for v in h.column("valid_ppl")],
+                "train_curve": [round(v, 2) for v in h.column("train_ppl")],
+                "stop_reason": h.stop_reason, "seconds": round(time.perf_counter() - started, 1)}
+
+    trainer.fit()
+    row = {"name": name, "seed": seed, **result()}
+    trigger = trainer.optimizer.trigger.fired_at
+    row["trigger_epoch"] = None if trigger is None else trigger + 1
+    if preset.finetune_epochs:
+        trainer.finetune(preset.finetune_epochs)
+        row["finetuned"] = result()
+    return row
+
+
+def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
+              checkpoint_root: str | Path, workers: int = 1, root=None, log=print) -> list[dict]:
+    """Run every configuration with every seed not yet in ``results`` (JSON Lines); append each
+    finished run's row as it arrives. Returns all rows of the file."""
+    results = Path(results)
+    done = {(r["name"], r["seed"]) for r in read_runs(results)}
+    todo = [(name, seed) for name in configs for seed in seeds if (name, seed) not in done]
+    log(f"{len(done)} runs already in {results}; {len(todo)} to go on {workers} worker(s)")
+    results.parent.mkdir(parents=True, exist_ok=True)
+
+    def folder(name, seed):
+        slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
+        return Path(checkpoint_root) / f"{slug}-seed{seed}"
+
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_one, name, configs[name], seed, folder(name, seed), root): name
+                   for name, seed in todo}
+        for future in as_completed(futures):
+            row = future.result()
+            with results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            log(f"{row['name']!r} seed {row['seed']}: valid {row['valid_ppl']:.2f}, test "
+                f"{row['test_ppl']:.2f} (best epoch {row['best_epoch']}/{row['epochs']}, "
+                f"{row['seconds']:.0f} s)")
+    return read_runs(results)
+
+
+def read_runs(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------------------- summary
+def summarize(runs: list[dict], name: str, stage: str | None = None) -> dict | None:
+    """Mean and sample standard deviation over seeds of one configuration (``stage="finetuned"``
+    reads the fine-tuned results). None if no run of it has finished."""
+    picked = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
+    if stage:
+        picked = [{**r[stage], "seed": r["seed"]} for r in picked if stage in r]
+    if not picked:
+        return None
+    row = {"seeds": [r["seed"] for r in picked]}
+    for key in ("valid_ppl", "test_ppl"):
+        values = [r[key] for r in picked]
+        row[key] = round(mean(values), 2)
+        row[f"{key}_seeds"] = [round(v, 2) for v in values]
+        row[f"{key}_std"] = round(stdev(values), 2) if len(values) > 1 else None
+    row["epochs_seeds"] = [r["epochs"] for r in picked]
+    row["seconds"] = round(sum(r["seconds"] for r in picked), 1)
+    return row
+
+
+def ladder_rows(runs: list[dict]) -> list[dict]:
+    """The ladder's rows (rung 1 = plain LSTM ... rung 7 = + fine-tuning) from a study's runs."""
+    rows = []
+    for rung, name in enumerate(LADDER, start=1):
+        source, stage = ("+ NT-ASGD", "finetuned") if name == "+ fine-tuning" else (name, None)
+        row = summarize(runs, source, stage)
+        if row is not None:
+            rows.append({"name": name, "rung": rung, **row})
+    return rows
+
+
+STUDIES = {"ladder": ladder_configs}
+
+
+def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset,
+                  seeds: list[int]) -> list[dict]:
+    """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at."""
+    scale = {"preset": preset.name, "description": preset.description, "model": preset.model,
+             "train_fraction": preset.train_fraction, "eval_fraction": preset.eval_fraction,
+             "epochs": preset.train.epochs, "patience": preset.train.patience,
+             "finetune_epochs": preset.finetune_epochs, "seeds": list(seeds)}
+    rows = [{**row, "scale": scale} for row in {"ladder": ladder_rows}[study](runs)]
+    Path(path).write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
