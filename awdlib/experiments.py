@@ -26,8 +26,27 @@ import torch
 from .presets import Preset
 
 # The ladder, rung by rung: each adds one technique to the rung above (notebooks 01-05).
+RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
 LADDER = ("plain LSTM", "+ weight drop", "+ locked dropout", "+ embedding dropout", "+ AR/TAR",
           "+ NT-ASGD", "+ fine-tuning")
+
+
+# The paper's Table 3 (PTB validation perplexity): the full model, and each "– X" row with technique X
+# removed. A rung's "paper" change is what removing its technique cost at full scale.
+PAPER_PTB_VALID = {"AWD-LSTM": 60.0, "– fine-tuning": 60.7, "– NT-ASGD": 66.3,
+                   "– variable sequence lengths": 61.3, "– embedding dropout": 65.1,
+                   "– weight decay": 63.7, "– AR/TAR": 62.7, "– full sized embedding": 68.0,
+                   "– weight-dropping": 71.1}
+PAPER_RUNG_ABLATION = {"+ weight drop": "– weight-dropping", "+ embedding dropout": "– embedding dropout",
+                       "+ AR/TAR": "– AR/TAR", "+ NT-ASGD": "– NT-ASGD",
+                       "+ fine-tuning": "– fine-tuning"}
+
+
+def paper_change(rung_name: str) -> float | None:
+    """How much the paper's PTB validation perplexity rose when this rung's technique was removed
+    from the full model (Table 3); None where the paper has no such row."""
+    row = PAPER_RUNG_ABLATION.get(rung_name)
+    return None if row is None else round(PAPER_PTB_VALID[row] - PAPER_PTB_VALID["AWD-LSTM"], 1)
 
 
 def ladder_configs(preset: Preset) -> dict[str, Preset]:
@@ -81,7 +100,30 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
     if preset.finetune_epochs:
         trainer.finetune(preset.finetune_epochs)
         row["finetuned"] = result()
+    (Path(checkpoint_dir) / RESULT_FILE).write_text(json.dumps(row) + "\n")
     return row
+
+
+def run_folder(checkpoint_root: str | Path, name: str, seed: int) -> Path:
+    """Where a study keeps the checkpoints of one (configuration, seed) run."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
+    return Path(checkpoint_root) / f"{slug}-seed{seed}"
+
+
+def finished_run(checkpoint_dir: str | Path) -> dict | None:
+    """The result row of a run that :func:`run_one` finished in ``checkpoint_dir``, else None."""
+    path = Path(checkpoint_dir) / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_run(checkpoint_dir: str | Path, corpus):
+    """A finished run's :class:`~awdlib.train.Trainer`: its history from ``last.pt`` and, in the
+    model, its best validation weights (``best.pt``)."""
+    from .train import Trainer
+
+    trainer = Trainer.resume(Path(checkpoint_dir) / "last.pt", corpus)
+    trainer.load_best()
+    return trainer
 
 
 def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
@@ -94,12 +136,9 @@ def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
     log(f"{len(done)} runs already in {results}; {len(todo)} to go on {workers} worker(s)")
     results.parent.mkdir(parents=True, exist_ok=True)
 
-    def folder(name, seed):
-        slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
-        return Path(checkpoint_root) / f"{slug}-seed{seed}"
-
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, name, configs[name], seed, folder(name, seed), root): name
+        futures = {pool.submit(run_one, name, configs[name], seed,
+                               run_folder(checkpoint_root, name, seed), root): name
                    for name, seed in todo}
         for future in as_completed(futures):
             row = future.result()

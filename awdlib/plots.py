@@ -16,8 +16,14 @@ def _train_valid(ax, epochs, train, valid, color: str, label: str) -> None:
     ax.plot(epochs, valid, "-o", ms=3, color=color, label=label)
 
 
+def _epoch_axis(ax, label: str = "epoch") -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)
+
+
 def _finish(ax, title: str | None, ylabel: str = "perplexity", log: bool = True):
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
@@ -67,6 +73,42 @@ def plot_ladder_curves(ladder, names=None, ax=None, title: str | None = None):
     return _finish(ax, title)
 
 
+def plot_ladder(rows, upto: int | None = None, ax=None, key: str = "valid_ppl",
+                title: str | None = None):
+    """The ladder as mean ± standard deviation over seeds (bars) with each seed's value (dots), one
+    line per rung, on a linear axis zoomed to the data so that differences of a few points show."""
+    ax = _axes(ax, figsize=(6, 0.45 * len(rows) + 1.2))
+    rows = [r for r in rows if upto is None or r.get("rung", 0) <= upto][::-1]
+    for y, row in enumerate(rows):
+        seeds = row.get(f"{key}_seeds", [row[key]])
+        ax.errorbar(row[key], y, xerr=row.get(f"{key}_std") or 0, fmt="s", color="C0", capsize=4)
+        ax.plot(seeds, [y] * len(seeds), "o", ms=4, color="C1", alpha=0.7)
+    ax.set_yticks(range(len(rows)), [r["name"] for r in rows])
+    ax.set_xlabel(f"{key.replace('_ppl', '')} perplexity (square: mean ± std; dots: seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or "the ladder: lower is better", fontsize=9)
+    return ax
+
+
+def plot_seed_curves(runs, names, ax=None, title: str | None = None, stage: str | None = None):
+    """Validation perplexity per epoch of every seed of each named configuration of a study's runs
+    (``awdlib.experiments.read_runs``): one colour per configuration, one thin line per seed.
+    ``stage="finetuned"`` draws the curves through fine-tuning."""
+    ax = _axes(ax)
+    for i, name in enumerate(names):
+        picked = [r.get(stage, r) if stage else r for r in runs if r["name"] == name]
+        for j, run in enumerate(picked):
+            curve = run["valid_curve"]
+            ax.plot(range(1, len(curve) + 1), curve, color=f"C{i}", lw=1, alpha=0.8,
+                    label=f"{name} ({len(picked)} seeds)" if j == 0 else None)
+    _epoch_axis(ax)
+    ax.set_ylabel("validation perplexity")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "every seed's validation curve", fontsize=9)
+    return ax
+
+
 def plot_histograms(samples: dict, ax=None, bins: int = 60, xlabel: str = "", title: str | None = None):
     """Overlaid histograms (density, log y) of the values of each named tensor, on shared bins; the
     legend gives each sample's mean."""
@@ -107,7 +149,7 @@ def plot_trigger(losses, n: int, ax=None, title: str | None = None, ylabel: str 
         ax.plot([t + 1], [losses[t]], "*", ms=14, color="C3",
                 label=f"fires at epoch {t + 1}: {losses[t]:.4g}")
         ax.legend(fontsize=8)
-    ax.set_xlabel("epoch (one check per epoch)")
+    _epoch_axis(ax, "epoch (one check per epoch)")
     ax.set_ylabel(ylabel)
     ax.set_title(title or (f"n = {n}: fires at epoch {trigger.fired_at + 1}" if any(fired)
                            else f"n = {n}: never fires on these {len(losses)} checks"), fontsize=9)

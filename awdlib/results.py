@@ -54,14 +54,28 @@ class Ladder:
         return next((r for r in self.rows if r["name"] == name), None)
 
     def table(self, upto: int | None = None) -> str:
-        """A fixed-width text table of every rung (or of rungs ``<= upto``)."""
-        lines = [f"{'configuration':<34} {'valid ppl':>10} {'test ppl':>10}"]
+        """A fixed-width text table of every rung (or of rungs ``<= upto``): mean ± sample standard
+        deviation over seeds where a row has them, and the paper's full-scale change for the rung's
+        technique (Table 3, PTB validation: how much removing it cost)."""
+        from .experiments import paper_change
+
+        lines = [f"{'configuration':<22} {'valid ppl':>17} {'test ppl':>17} {'seeds':>5} "
+                 f"{'paper Δ':>8}"]
         for r in self.rows:
             if upto is not None and r.get("rung", 0) > upto:
                 continue
-            test = "" if r["test_ppl"] is None else f"{r['test_ppl']:10.2f}"
-            lines.append(f"{r['name']:<34} {r['valid_ppl']:10.2f} {test:>10}")
+            change = paper_change(r["name"])
+            lines.append(f"{r['name']:<22} {_mean_std(r, 'valid_ppl'):>17} "
+                         f"{_mean_std(r, 'test_ppl'):>17} {len(r.get('valid_ppl_seeds', [0])):>5} "
+                         f"{'' if change is None else f'{-change:+.1f}':>8}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return self.table()
+
+
+def _mean_std(row: dict, key: str) -> str:
+    if row.get(key) is None:
+        return ""
+    std = row.get(f"{key}_std")
+    return f"{row[key]:.2f}" + ("" if std is None else f" ± {std:.2f}")
