@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill,-execution
 #     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
@@ -8,7 +9,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -99,17 +100,20 @@ print("train as 20 columns:", tuple(grid.shape), "| tokens dropped at the end:",
 
 # %% [markdown]
 # ### See it: the batch grid
-# The first 12 steps of 4 columns of a tiny batchified stream. Read *down* a column: it is ordinary text.
-# Across a row, the columns are far-apart parts of the corpus that the model processes in parallel.
+# The first 12 steps of 4 columns of a tiny batchified stream. Read *down* a column: it is a contiguous
+# stretch of text. Across a row, the columns are far-apart parts of the corpus that the model processes
+# in parallel. (PTB's very first line is an alphabetical list of rare words, an artefact of the file, so
+# the stream here starts after it, at the first real sentence.)
 
 # %%
-small = awdlib.batchify(corpus.train[:4 * 2000], 4)[:12]
+start = int((corpus.train == corpus.vocab.stoi["<eos>"]).nonzero()[0]) + 1  # after the first line
+small = awdlib.batchify(corpus.train[start : start + 4 * 2000], 4)[:12]
 fig, ax = plt.subplots(figsize=(8, 4.2))
 ax.imshow(small.numpy() % 7, cmap="Pastel1", aspect="auto")
 for t in range(small.size(0)):
     for j in range(small.size(1)):
         ax.text(j, t, corpus.vocab.itos[small[t, j]], ha="center", va="center", fontsize=9)
-ax.set_xticks(range(4), [f"column {j}\n(tokens {j * 2000}…)" for j in range(4)])
+ax.set_xticks(range(4), [f"column {j}\n(tokens {start + j * 2000}…)" for j in range(4)])
 ax.set_yticks(range(12))
 ax.set_ylabel("time step")
 ax.set_title("batchify: each column is contiguous text, read top to bottom")
@@ -118,11 +122,11 @@ plt.show()
 # %% [markdown]
 # ## Windows of variable length
 # The sampler in a few lines, drawn from a seeded `torch.Generator` in the same order as the library's, so
-# the two agree exactly:
+# the two agree exactly (with the paper's $p = 0.95$):
 
 # %%
-def seq_len_from_scratch(bptt, g):
-    base = bptt if torch.rand(1, generator=g).item() < 0.95 else bptt / 2
+def seq_len_from_scratch(bptt, g, p=0.95):
+    base = bptt if torch.rand(1, generator=g).item() < p else bptt / 2
     return max(5, int(torch.normal(float(base), 5.0, (1,), generator=g).item()))
 
 g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
@@ -142,18 +146,27 @@ windows = list(awdlib.bptt_batches(train_grid, 70, variable=True, generator=g))
 targets = torch.cat([y for _, y, _ in windows])
 assert torch.equal(targets, train_grid[1:])
 lengths = torch.tensor([n for _, _, n in windows], dtype=torch.float)
+standard_error = lengths.std() / len(lengths) ** 0.5
 print(f"{len(windows)} windows per epoch (batch 20, bptt 70); every target token predicted once")
-print(f"mean length {lengths.mean():.2f}  (expected 0.95·70 + 0.05·35 = 68.25, less ~0.5 for int() "
-      f"truncation)  min {lengths.min():.0f}  max {lengths.max():.0f}")
+print(f"mean length {lengths.mean():.2f} ± {standard_error:.2f} (one standard error over "
+      f"{len(windows)} windows)   min {lengths.min():.0f}  max {lengths.max():.0f}")
+print(f"expected: 0.95·70 + 0.05·35 = 68.25, less 0.5 because int() truncates: 67.75, "
+      f"{(lengths.mean() - 67.75) / standard_error:+.1f} standard errors away")
+
+# %% [markdown]
+# One epoch is only a few hundred draws, so its mean length wanders around the expectation by a few
+# tenths of a token: the printout says by how many standard errors.
 
 # %% [markdown]
 # ### See it: the distribution of window lengths
 # Two bumps: most windows are about 70 long, one in twenty about 35. The learning rate of each window is
-# scaled by `seq_len / 70` (the second axis).
+# scaled by `seq_len / 70` (the second axis). The draws come from `seq_len_from_scratch` above (equal to
+# the library's sampler at the paper's `p`), so that exercise 2 can change `p` here.
 
 # %%
+p = 0.95  # probability of a full-length window (paper: 0.95)
 g = torch.Generator().manual_seed(0)
-sample = torch.tensor([data.sample_seq_len(70, g) for _ in range(20_000)])
+sample = torch.tensor([seq_len_from_scratch(70, g, p) for _ in range(20_000)])
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.hist(sample.numpy(), bins=range(5, 95), color="C0")
 ax.set_xlabel("window length (tokens)")
@@ -161,7 +174,8 @@ ax.set_ylabel("count in 20,000 draws")
 top = ax.secondary_xaxis("top", functions=(lambda n: 30 * n / 70, lambda lr: 70 * lr / 30))
 top.set_xlabel("learning rate for that window (base lr 30)")
 plt.show()
-print(f"share of short windows (< 52): {(sample < 52).float().mean():.3f}")
+print(f"share of short windows (< 52): {(sample < 52).float().mean():.3f}; mean length "
+      f"{sample.float().mean():.2f}; mean learning-rate factor {(sample / 70).float().mean():.3f}")
 
 # %% [markdown]
 # ## Measure: corpus statistics
@@ -187,7 +201,8 @@ print(f"unigram model (add-one) valid perplexity: {valid_nll.exp():.1f}   unifor
 # paper's AWD-LSTM reaches 57.3 on the test set.
 #
 # At the scale this notebook runs, training uses the preset below (demo: the first 10% of the training
-# text, so that a CPU finishes an experiment in minutes):
+# text and the first half of the validation and test text, so that a CPU finishes an experiment in
+# minutes):
 
 # %% tags=["nbval-ignore-output"]
 sub = preset.corpus()
@@ -206,5 +221,6 @@ print(f"training windows per epoch: ~{(len(sub.train) // preset.train.batch_size
 # ## Exercises
 # 1. *Predict, then run:* with `bptt = 10`, how many windows does one epoch have at batch 20? Check with
 #    `len(list(awdlib.bptt_batches(train_grid, 10)))`.
-# 2. Change `p = 0.95` to `p = 0.5` in `seq_len_from_scratch` and redraw the histogram. What does the mean
-#    window length become, and how would the average learning rate change?
+# 2. Set `p = 0.5` in the histogram cell and run it again. *Predict first:* what will the mean window
+#    length and the mean learning-rate factor become? (Expectation: $p \cdot 70 + (1-p) \cdot 35$, less
+#    about 0.5 for the truncation.)
