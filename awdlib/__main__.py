@@ -39,7 +39,7 @@ class CommandError(Exception):
 
 
 # ------------------------------------------------------------------------------------------- --set
-def parse_value(text: str, current):
+def parse_value(key: str, text: str, current):
     """``text`` converted to the type of the field's current value (``none`` clears an optional)."""
     if text.lower() == "none":
         return None
@@ -48,7 +48,7 @@ def parse_value(text: str, current):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise CommandError(f"expected true or false, got {text!r}")
+        raise CommandError(f"{key}: expected true or false, got {text!r}")
     if isinstance(current, str):
         return text
     for kind in (int, float):
@@ -57,32 +57,39 @@ def parse_value(text: str, current):
                 return kind(text)
             except ValueError:
                 if current is not None:
-                    raise CommandError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                       f"got {text!r}") from None
+                    raise CommandError(f"{key}: expected {'an integer' if kind is int else 'a number'}"
+                                       f", got {text!r}") from None
     return text
 
 
-def apply_settings(preset: Preset, settings: list[str]) -> Preset:
-    """Apply ``model.KEY=VALUE``, ``train.KEY=VALUE`` and ``KEY=VALUE`` (a Preset field) changes."""
+def apply_settings(preset: Preset, settings: list[str], **train_changes) -> Preset:
+    """Apply ``model.KEY=VALUE``, ``train.KEY=VALUE`` and ``KEY=VALUE`` (a Preset field) changes,
+    then ``train_changes`` (from flags such as ``--epochs``); a value the dataclasses refuse is a
+    :class:`CommandError`."""
     model_defaults = {f.name: f.default for f in dataclasses.fields(preset.model_config(1))}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep:
-            raise CommandError(f"--set expects KEY=VALUE, got {setting!r}")
-        section, _, name = key.rpartition(".")
-        if section == "model" and name in model_defaults and name != "vocab_size":
-            current = preset.model.get(name, model_defaults[name])
-            preset = preset.with_model(**{name: parse_value(text, current)})
-        elif section == "train" and name in {f.name for f in dataclasses.fields(TrainConfig)}:
-            preset = preset.with_train(**{name: parse_value(text, getattr(preset.train, name))})
-        elif section == "" and name in PRESET_FIELDS:
-            preset = dataclasses.replace(preset, **{name: parse_value(text, getattr(preset, name))})
-        else:
-            known = ([f"model.{k}" for k in model_defaults if k != "vocab_size"]
-                     + [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
-                     + list(PRESET_FIELDS))
-            raise CommandError(f"unknown setting {key!r}; known: {', '.join(known)}")
-    return preset
+    try:
+        for setting in settings:
+            key, sep, text = setting.partition("=")
+            if not sep:
+                raise CommandError(f"--set expects KEY=VALUE, got {setting!r}")
+            section, _, name = key.rpartition(".")
+            if section == "model" and name in model_defaults and name != "vocab_size":
+                current = preset.model.get(name, model_defaults[name])
+                preset = preset.with_model(**{name: parse_value(key, text, current)})
+            elif section == "train" and name in {f.name for f in dataclasses.fields(TrainConfig)}:
+                current = getattr(preset.train, name)
+                preset = preset.with_train(**{name: parse_value(key, text, current)})
+            elif section == "" and name in PRESET_FIELDS:
+                current = getattr(preset, name)
+                preset = dataclasses.replace(preset, **{name: parse_value(key, text, current)})
+            else:
+                known = ([f"model.{k}" for k in model_defaults if k != "vocab_size"]
+                         + [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
+                         + list(PRESET_FIELDS))
+                raise CommandError(f"unknown setting {key!r}; known: {', '.join(known)}")
+        return preset.with_train(**train_changes)
+    except ValueError as exc:  # the dataclasses' checks name the field, the value and what is allowed
+        raise CommandError(str(exc)) from None
 
 
 # -------------------------------------------------------------------------------- runs on disk
@@ -172,12 +179,12 @@ def cmd_train(args) -> None:
         preset = run_preset(checkpoint_dir, state)
         if any(s.startswith("model.") for s in args.set):
             raise CommandError("--resume continues the stored model; model.* settings cannot change it")
-        preset = apply_settings(preset, args.set).with_train(**changes)
+        preset = apply_settings(preset, args.set, **changes)
         trainer = Trainer.resume(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device,
                                  **dataclasses.asdict(preset.train))
         print(f"resuming after epoch {trainer.epoch} from {checkpoint_dir / 'last.pt'}")
     else:
-        preset = apply_settings(PRESETS[args.preset], args.set).with_train(**changes)
+        preset = apply_settings(PRESETS[args.preset], args.set, **changes)
         if checkpoint_dir:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             run = {"preset": args.preset, "set": list(args.set)}  # not epochs: --resume may add

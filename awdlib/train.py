@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .checks import check_int, is_int, is_number, require
 from .data import Corpus, batchify, bptt_batches
 from .model import AWDLSTM, AWDLSTMConfig, detach_hidden
-from .optim import NTASGD
+from .optim import MODES, NTASGD
 from .regularize import activation_regularization, temporal_activation_regularization
 
 
@@ -45,6 +46,28 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a new best validation loss
     progress: bool = True  # tqdm progress bars
     log_epochs: bool = True  # one summary line per epoch
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "bptt", "eval_batch_size", "test_batch_size"):
+            check_int(f"train.{name}", getattr(self, name), minimum=1)
+        check_int("train.nonmono", self.nonmono, minimum=0)
+        require(is_int(self.seed), "train.seed", self.seed, "an integer")
+        for name in ("lr", "clip"):
+            value = getattr(self, name)
+            require(is_number(value) and value > 0, f"train.{name}", value, "a number > 0")
+        for name in ("weight_decay", "alpha", "beta"):
+            value = getattr(self, name)
+            require(is_number(value) and value >= 0, f"train.{name}", value, "a number >= 0")
+        require(self.optimizer in MODES, "train.optimizer", self.optimizer,
+                f"one of {', '.join(map(repr, MODES))}")
+        t = self.time_budget
+        require(t is None or is_number(t) and t > 0, "train.time_budget", t,
+                "none or a number of seconds > 0")
+        p = self.patience
+        require(p is None or is_int(p) and p >= 1, "train.patience", p, "none or an integer >= 1")
+        for name in ("progress", "log_epochs"):
+            require(isinstance(getattr(self, name), bool), f"train.{name}", getattr(self, name),
+                    "true or false")
 
     def to_dict(self) -> dict:
         return asdict(self)

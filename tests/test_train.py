@@ -113,3 +113,16 @@ def test_time_budget_stops_training_and_says_so(tiny_corpus):
 
 def test_perplexity_is_exp_of_loss():
     assert awdlib.perplexity(math.log(123.0)) == pytest.approx(123.0)
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("epochs", 0, "an integer >= 1"), ("batch_size", -1, "an integer >= 1"),
+    ("bptt", 0, "an integer >= 1"), ("lr", -1.0, "a number > 0"), ("clip", float("nan"), "a number > 0"),
+    ("weight_decay", -1e-6, "a number >= 0"), ("optimizer", "adam", "one of 'sgd', 'asgd', 'ntasgd'"),
+    ("time_budget", 0, "none or a number of seconds > 0"), ("patience", 0, "none or an integer >= 1"),
+])
+def test_train_config_refuses_a_bad_value_naming_the_field_and_what_is_allowed(field, value, allowed):
+    with pytest.raises(ValueError) as err:
+        awdlib.TrainConfig(**{field: value})
+    assert str(err.value) == f"train.{field} must be {allowed}, got {value!r}"
+
