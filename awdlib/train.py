@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .checks import check_int, is_int, is_number, require
 from .data import Corpus, batchify, bptt_batches
-from .model import AWDLSTM, AWDLSTMConfig, detach_hidden
+from .model import AWDLSTM, detach_hidden
 from .optim import MODES, NTASGD
 from .regularize import activation_regularization, temporal_activation_regularization
 
@@ -93,6 +93,17 @@ class History:
     @classmethod
     def from_dict(cls, d: dict) -> History:
         return cls(list(d["records"]), list(d["events"]), d["stop_reason"])
+
+
+def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model.state_dict()`` that keeps tied weights tied: a parameter registered twice
+    (the embedding that is also the decoder) is cloned once, and both entries hold that one tensor."""
+    state = model.state_dict(keep_vars=True)  # the parameters themselves: tied ones are one object
+    clones: dict[int, torch.Tensor] = {}
+    for tensor in state.values():
+        if id(tensor) not in clones:
+            clones[id(tensor)] = tensor.detach().clone()
+    return {name: clones[id(tensor)] for name, tensor in state.items()}
 
 
 def perplexity(loss: float) -> float:
@@ -168,7 +179,7 @@ class Trainer:
                                                        self.device)["model"])
         elif self.optimizer.averaging:
             with self.optimizer.averaged_weights():
-                best = {k: v.clone() for k, v in self.model.state_dict().items()}
+                best = clone_state_dict(self.model)
             self.model.load_state_dict(best)
         self.phase = "finetune"
         self.optimizer = self._make_optimizer("asgd")
@@ -189,9 +200,9 @@ class Trainer:
                 self._restore_last_good()
                 break
             train_loss, tokens, seconds, partial = result
-            self.epoch += 1
             with self.optimizer.averaged_weights():
                 valid_loss = evaluate(self.model, self.valid_data, self.config.bptt)
+            self.epoch += 1
             record = {
                 "epoch": self.epoch, "phase": self.phase,
                 "train_loss": train_loss, "train_ppl": perplexity(train_loss),
@@ -201,11 +212,12 @@ class Trainer:
             }
             self.history.records.append(record)
             improved = valid_loss < self.best_valid_loss
+            # Logged before the checkpoints are written, so a failed save does not lose the result.
+            self._log(self._summary(record) + ("  *best*" if improved else ""))
             if improved:
                 self.best_valid_loss = valid_loss
                 self._save("best.pt", averaged=True)
             fired = self.optimizer.check(valid_loss)
-            self._log(self._summary(record) + ("  *best*" if improved else ""))
             if fired and on_trigger == "average" and self.optimizer.mode == "ntasgd":
                 self._log(f"non-monotonic trigger fired at epoch {self.epoch}: averaging from now on")
             self._save("last.pt", averaged=False)
@@ -281,7 +293,7 @@ class Trainer:
     def state_dict(self, averaged: bool = False) -> dict:
         if averaged:
             with self.optimizer.averaged_weights():
-                model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                model_state = clone_state_dict(self.model)
         else:
             model_state = self.model.state_dict()
         return {
@@ -307,7 +319,7 @@ class Trainer:
         """Rebuild a trainer from ``last.pt`` and continue where it stopped (``overrides`` change the
         stored TrainConfig, e.g. ``epochs``)."""
         state = load_checkpoint(path, device)
-        model = AWDLSTM(AWDLSTMConfig(**state["model_config"])).to(device)
+        model = build_model(state).to(device)
         config = TrainConfig(**{**state["train_config"], **overrides})
         trainer = cls(model, corpus, config, checkpoint_dir=Path(path).parent)
         trainer.optimizer = trainer._make_optimizer(state["optimizer"]["mode"])
