@@ -80,6 +80,7 @@ class History:
     records: list[dict] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    diverged: bool = False  # stopped on a non-finite loss
 
     def column(self, key: str) -> list:
         return [r[key] for r in self.records]
@@ -88,11 +89,12 @@ class History:
         return min(self.records, key=lambda r: r["valid_loss"]) if self.records else None
 
     def to_dict(self) -> dict:
-        return {"records": self.records, "events": self.events, "stop_reason": self.stop_reason}
+        return {"records": self.records, "events": self.events, "stop_reason": self.stop_reason,
+                "diverged": self.diverged}
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
-        return cls(list(d["records"]), list(d["events"]), d["stop_reason"])
+        return cls(list(d["records"]), list(d["events"]), d["stop_reason"], d.get("diverged", False))
 
 
 def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -196,12 +198,14 @@ class Trainer:
                     self._stop(f"time budget of {self.config.time_budget:.0f} s used")
                     break
             result = self._train_epoch(budget_left)
-            if result is None:  # a non-finite loss: keep the last good state and stop
-                self._restore_last_good()
+            if result is None:
                 break
             train_loss, tokens, seconds, partial = result
             with self.optimizer.averaged_weights():
                 valid_loss = evaluate(self.model, self.valid_data, self.config.bptt)
+            if not math.isfinite(valid_loss):
+                self._diverge(f"non-finite validation loss ({valid_loss}) after epoch {self.epoch + 1}")
+                break
             self.epoch += 1
             record = {
                 "epoch": self.epoch, "phase": self.phase,
@@ -257,8 +261,8 @@ class Trainer:
                 loss = loss + temporal_activation_regularization(out.raw_outputs[-1], c.beta)
             if not torch.isfinite(loss):
                 bar.close()
-                self._stop(f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1} after "
-                           f"{tokens} tokens")
+                self._diverge(f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1} after "
+                              f"{tokens} tokens")
                 return None
             opt.zero_grad()
             loss.backward()
@@ -330,10 +334,16 @@ class Trainer:
         if self.checkpoint_dir:
             save_checkpoint(self.checkpoint_dir / name, self.state_dict(averaged=averaged))
 
+    def _diverge(self, reason: str) -> None:
+        """Stop on a non-finite loss and go back to the last good checkpoint."""
+        self.history.diverged = True
+        self._stop(reason)
+        self._restore_last_good()
+
     def _restore_last_good(self) -> None:
         last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
         if last and last.exists():
-            history = self.history  # the stored one lacks the stop reason just recorded
+            history = self.history  # the stored one lacks the stop just recorded
             self.load_state_dict(load_checkpoint(last, self.device))
             self.history = history
             self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch})")
