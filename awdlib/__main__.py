@@ -11,35 +11,76 @@ Examples::
     python -m awdlib experiment ladder --preset demo --seeds 141 142 143 --workers 2
 
 Flags map onto the dataclasses (:class:`~awdlib.presets.Preset`, :class:`~awdlib.train.TrainConfig`,
-:class:`~awdlib.model.AWDLSTMConfig`); ``--set`` reaches any of their fields. Needs only torch, numpy
-and tqdm. ``train`` writes ``run.json`` (the preset, its data fractions and the ``--set`` changes) beside
-the checkpoints, so that later commands load the same slice of the same corpus.
+:class:`~awdlib.model.AWDLSTMConfig`); ``--set`` reaches any of their fields, and the dataclasses check
+the values. Needs only torch, numpy and tqdm. ``train`` writes ``run.json`` (the preset, its data
+fractions and the ``--set`` changes) beside the checkpoints once the settings, data and model are
+known to be good, so that later commands load the same slice of the same corpus. It refuses a folder
+that already holds a run unless told ``--resume`` (continue it, to its own ``--epochs`` unless given
+again) or ``--overwrite`` (delete its checkpoints and start over).
+
+Exit codes: 0 success; 1 a mistake the user can fix, reported in one ``error:`` line; 2 a malformed
+command line (argparse); 3 (``EXIT_NOT_FINITE``) a run stopped by a non-finite loss, or an evaluation
+that is not finite; 130 interrupted (Ctrl-C), with ``train --resume`` continuing from the last
+finished epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import math
 import sys
 from pathlib import Path
 
 import torch
 
+from .checkpoint import atomic_file
 from .data import DataError, dataset_dir, load_corpus, resolve_name
 from .presets import PRESETS, Preset
 from .train import TrainConfig, Trainer, evaluate, perplexity
 
 RUN_FILE = "run.json"
+CHECKPOINTS = ("last.pt", "best.pt")
 PRESET_FIELDS = ("dataset", "train_fraction", "eval_fraction", "finetune_epochs")
+# What evaluate and generate read from a checkpoint; train --resume and finetune need all of Trainer's.
+CHECKPOINT_KEYS = ("model_config", "train_config", "model")
+RESUME_KEYS = CHECKPOINT_KEYS + ("optimizer", "epoch", "phase", "best_valid_loss", "history", "rng")
+EXIT_ERROR, EXIT_NOT_FINITE, EXIT_INTERRUPTED = 1, 3, 130
 
 
 class CommandError(Exception):
-    """A problem the user can fix; printed without a traceback."""
+    """A problem the user can fix; printed in one line without a traceback."""
+
+    exit_code = EXIT_ERROR
+
+
+class NotFiniteError(CommandError):
+    """A run stopped by a non-finite loss, or an evaluation that is not finite."""
+
+    exit_code = EXIT_NOT_FINITE
+
+
+class Interrupted(CommandError):
+    """Ctrl-C during training."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 # ------------------------------------------------------------------------------------------- --set
-def parse_value(text: str, current):
+def parse_value(key: str, text: str, current):
     """``text`` converted to the type of the field's current value (``none`` clears an optional)."""
     if text.lower() == "none":
         return None
@@ -48,7 +89,7 @@ def parse_value(text: str, current):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise CommandError(f"expected true or false, got {text!r}")
+        raise CommandError(f"{key}: expected true or false, got {text!r}")
     if isinstance(current, str):
         return text
     for kind in (int, float):
@@ -57,36 +98,43 @@ def parse_value(text: str, current):
                 return kind(text)
             except ValueError:
                 if current is not None:
-                    raise CommandError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                       f"got {text!r}") from None
+                    raise CommandError(f"{key}: expected {'an integer' if kind is int else 'a number'}"
+                                       f", got {text!r}") from None
     return text
 
 
-def apply_settings(preset: Preset, settings: list[str]) -> Preset:
-    """Apply ``model.KEY=VALUE``, ``train.KEY=VALUE`` and ``KEY=VALUE`` (a Preset field) changes."""
+def apply_settings(preset: Preset, settings: list[str], **train_changes) -> Preset:
+    """Apply ``model.KEY=VALUE``, ``train.KEY=VALUE`` and ``KEY=VALUE`` (a Preset field) changes,
+    then ``train_changes`` (from flags such as ``--epochs``); a value the dataclasses refuse is a
+    :class:`CommandError`."""
     model_defaults = {f.name: f.default for f in dataclasses.fields(preset.model_config(1))}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep:
-            raise CommandError(f"--set expects KEY=VALUE, got {setting!r}")
-        section, _, name = key.rpartition(".")
-        if section == "model" and name in model_defaults and name != "vocab_size":
-            current = preset.model.get(name, model_defaults[name])
-            preset = preset.with_model(**{name: parse_value(text, current)})
-        elif section == "train" and name in {f.name for f in dataclasses.fields(TrainConfig)}:
-            preset = preset.with_train(**{name: parse_value(text, getattr(preset.train, name))})
-        elif section == "" and name in PRESET_FIELDS:
-            preset = dataclasses.replace(preset, **{name: parse_value(text, getattr(preset, name))})
-        else:
-            known = ([f"model.{k}" for k in model_defaults if k != "vocab_size"]
-                     + [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
-                     + list(PRESET_FIELDS))
-            raise CommandError(f"unknown setting {key!r}; known: {', '.join(known)}")
-    return preset
+    try:
+        for setting in settings:
+            key, sep, text = setting.partition("=")
+            if not sep:
+                raise CommandError(f"--set expects KEY=VALUE, got {setting!r}")
+            section, _, name = key.rpartition(".")
+            if section == "model" and name in model_defaults and name != "vocab_size":
+                current = preset.model.get(name, model_defaults[name])
+                preset = preset.with_model(**{name: parse_value(key, text, current)})
+            elif section == "train" and name in {f.name for f in dataclasses.fields(TrainConfig)}:
+                current = getattr(preset.train, name)
+                preset = preset.with_train(**{name: parse_value(key, text, current)})
+            elif section == "" and name in PRESET_FIELDS:
+                current = getattr(preset, name)
+                preset = dataclasses.replace(preset, **{name: parse_value(key, text, current)})
+            else:
+                known = ([f"model.{k}" for k in model_defaults if k != "vocab_size"]
+                         + [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)]
+                         + list(PRESET_FIELDS))
+                raise CommandError(f"unknown setting {key!r}; known: {', '.join(known)}")
+        return preset.with_train(**train_changes)
+    except ValueError as exc:  # the dataclasses' checks name the field, the value and what is allowed
+        raise CommandError(str(exc)) from None
 
 
 # -------------------------------------------------------------------------------- runs on disk
-def load_state(path: str | Path, device: str = "cpu") -> dict:
+def load_state(path: str | Path, device: str = "cpu", keys=CHECKPOINT_KEYS) -> dict:
     """A checkpoint's contents, or a :class:`CommandError` saying why it cannot be read."""
     from .checkpoint import load_checkpoint
 
@@ -94,13 +142,33 @@ def load_state(path: str | Path, device: str = "cpu") -> dict:
     if not path.is_file():
         raise CommandError(f"checkpoint {path} does not exist")
     try:
-        return load_checkpoint(path, device)
+        state = load_checkpoint(path, device)
     except ValueError as exc:  # a torch file, but not one of ours
         raise CommandError(str(exc)) from None
     except Exception as exc:  # torch raises several types for a file that is not a torch file
         raise CommandError(f"{path} is not an awdlib checkpoint: torch.load could not read it "
                            f"({type(exc).__name__}); give a last.pt or best.pt written by "
                            f"'python -m awdlib train'") from None
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CommandError(f"{path} lacks {', '.join(missing)}: expected a complete checkpoint; give "
+                           f"a last.pt or best.pt written by 'python -m awdlib train'")
+    return state
+
+
+def read_run_file(run_file: Path) -> dict:
+    """``run.json``'s contents: ``{"preset": NAME, "set": [KEY=VALUE, ...]}``."""
+    try:
+        run = json.loads(run_file.read_text())
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
+        run = None
+    if not (isinstance(run, dict) and run.get("preset") in PRESETS and isinstance(run.get("set"), list)
+            and all(isinstance(s, str) for s in run["set"])):
+        raise CommandError(f"{run_file} is not a run file: expected {{\"preset\": one of "
+                           f"{', '.join(sorted(PRESETS))}, \"set\": [\"KEY=VALUE\", ...]}} as train "
+                           f"writes it; restore it, or delete it to use the checkpoint's own settings "
+                           f"(with whole valid and test splits)")
+    return run
 
 
 def run_preset(checkpoint_dir: Path, state: dict) -> Preset:
@@ -109,29 +177,116 @@ def run_preset(checkpoint_dir: Path, state: dict) -> Preset:
     the training split, and whole valid and test splits."""
     run_file = checkpoint_dir / RUN_FILE
     if run_file.is_file():
-        run = json.loads(run_file.read_text())
+        run = read_run_file(run_file)
         return apply_settings(PRESETS[run["preset"]], run["set"])
     dataset, _, fraction = str(state.get("corpus") or "ptb").partition("[")
     model = {k: v for k, v in state["model_config"].items() if k != "vocab_size"}
-    return Preset("checkpoint", resolve_name(dataset), model, TrainConfig(**state["train_config"]),
-                  train_fraction=float(fraction.rstrip("]") or 1.0))
+    try:
+        return Preset("checkpoint", resolve_name(dataset), model, stored_train_config(state),
+                      train_fraction=float(fraction.rstrip("]") or 1.0))
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"{checkpoint_dir} has no {RUN_FILE} and the checkpoint's own settings "
+                           f"do not describe a run ({exc}); train it with 'python -m awdlib train'") \
+            from None
+
+
+def stored_train_config(state: dict) -> TrainConfig:
+    try:
+        return TrainConfig(**state["train_config"])
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"the checkpoint's train_config is not valid ({exc}); give a last.pt or "
+                           f"best.pt written by 'python -m awdlib train'") from None
 
 
 def load_run_corpus(preset: Preset, args):
     return preset.corpus(root=args.data_root, download=not args.no_download)
 
 
-def model_from_state(state: dict, device: str):
+def model_from_state(state: dict, device: str, path):
     from .checkpoint import build_model
 
-    return build_model(state).to(device)
+    try:
+        return build_model(state).to(device)
+    except ValueError as exc:
+        raise CommandError(f"{path}: {exc}; give a last.pt or best.pt written by "
+                           f"'python -m awdlib train'") from None
+
+
+def resumed_trainer(path: Path, corpus, device: str, **config) -> Trainer:
+    try:
+        return Trainer.resume(path, corpus, device, **config)
+    except ValueError as exc:  # weights that do not fit the stored model_config
+        raise CommandError(f"{path}: {exc}; give a last.pt written by 'python -m awdlib train'") \
+            from None
 
 
 def check_device(device: str) -> str:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError(f"--device {device}: no CUDA device is available to this torch "
-                           f"({torch.__version__}); use --device cpu")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError):  # an unknown type, one this torch lacks, no such index
+        usable = "cpu" + (", cuda or cuda:N" if torch.cuda.is_available() else "")
+        raise CommandError(f"--device {device}: this machine's torch ({torch.__version__}) cannot "
+                           f"use it; use --device {usable}") from None
     return device
+
+
+def saved_epoch(folder: Path) -> int | None:
+    """The epoch that ``folder/last.pt`` holds, or None when there is none."""
+    from .checkpoint import load_checkpoint
+
+    last = folder / "last.pt"
+    return load_checkpoint(last)["epoch"] if last.is_file() else None
+
+
+def refuse_to_clobber(folder: Path) -> None:
+    held = [name for name in (*CHECKPOINTS, RUN_FILE) if (folder / name).exists()]
+    if held:
+        raise CommandError(f"{folder} already holds a run ({', '.join(held)}); add --resume to "
+                           f"continue it, or --overwrite to delete its checkpoints and start over")
+
+
+def start_run_folder(folder: Path, run: dict, overwrite: bool) -> None:
+    """Create ``folder`` (with ``overwrite``, delete an old run's files) and write ``run.json``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for name in (*CHECKPOINTS, RUN_FILE):
+                (folder / name).unlink(missing_ok=True)
+        with atomic_file(folder / RUN_FILE) as f:
+            f.write((json.dumps(run, indent=1) + "\n").encode())
+    except OSError as exc:
+        raise CommandError(f"cannot write to --checkpoint-dir {folder} ({exc.strerror}); give a "
+                           f"folder you can write to") from None
+
+
+def how_to_continue(folder: Path | None) -> str:
+    if folder is None:
+        return "nothing was saved (no --checkpoint-dir)"
+    epoch = saved_epoch(folder)
+    if epoch is None:
+        return f"start again with --overwrite (nothing is saved in {folder} yet)"
+    return (f"continue with 'python -m awdlib train --checkpoint-dir {folder} --resume' (last.pt "
+            f"holds epoch {epoch})")
+
+
+def train_to_the_end(trainer: Trainer, train) -> None:
+    """Run ``train()`` (fit or finetune) and print the summary; a stop on a non-finite loss, a failed
+    save or Ctrl-C becomes a one-line error that says how to continue."""
+    folder = trainer.checkpoint_dir
+    try:
+        train()
+    except KeyboardInterrupt:
+        raise Interrupted(f"training interrupted after epoch {trainer.epoch}; "
+                          f"{how_to_continue(folder)}") from None
+    except OSError as exc:  # a full disk while saving a checkpoint
+        fix = "make room" if exc.errno == errno.ENOSPC else "fix that"
+        raise CommandError(f"could not save {exc.filename}: {str(exc.strerror or exc).lower()}; "
+                           f"{fix}, then {how_to_continue(folder)}") from None
+    print(summary(trainer))
+    if trainer.history.diverged:
+        kept = f"; {folder / 'last.pt'} keeps epoch {trainer.epoch}" if folder and trainer.epoch else ""
+        raise NotFiniteError(f"{trainer.history.stop_reason}: training stopped{kept}; try a lower "
+                             f"train.lr or train.clip")
 
 
 def summary(trainer: Trainer) -> str:
@@ -168,36 +323,43 @@ def cmd_train(args) -> None:
         if checkpoint_dir is None or not (checkpoint_dir / "last.pt").is_file():
             raise CommandError("--resume needs --checkpoint-dir DIR holding last.pt from an earlier "
                                "train run")
-        state = load_state(checkpoint_dir / "last.pt", device)
+        state = load_state(checkpoint_dir / "last.pt", device, RESUME_KEYS)
         preset = run_preset(checkpoint_dir, state)
         if any(s.startswith("model.") for s in args.set):
             raise CommandError("--resume continues the stored model; model.* settings cannot change it")
-        preset = apply_settings(preset, args.set).with_train(**changes)
-        trainer = Trainer.resume(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device,
-                                 **dataclasses.asdict(preset.train))
+        changes = {"epochs": state["train_config"]["epochs"], **changes}  # the run's own target
+        preset = apply_settings(preset, args.set, **changes)
+        trainer = resumed_trainer(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device,
+                                  **dataclasses.asdict(preset.train))
         print(f"resuming after epoch {trainer.epoch} from {checkpoint_dir / 'last.pt'}")
     else:
-        preset = apply_settings(PRESETS[args.preset], args.set).with_train(**changes)
-        if checkpoint_dir:
-            checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            run = {"preset": args.preset, "set": list(args.set)}  # not epochs: --resume may add
-            (checkpoint_dir / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n")
+        if checkpoint_dir and not args.overwrite:
+            refuse_to_clobber(checkpoint_dir)
+        preset = apply_settings(PRESETS[args.preset], args.set, **changes)
         corpus = load_run_corpus(preset, args)
-        trainer = preset.trainer(corpus, device, checkpoint_dir)
+        try:
+            trainer = preset.trainer(corpus, device, checkpoint_dir)
+        except ValueError as exc:  # a batch size the data cannot fill
+            raise CommandError(str(exc)) from None
+        if checkpoint_dir:
+            run = {"preset": args.preset, "set": list(args.set)}  # the target epochs: in last.pt
+            start_run_folder(checkpoint_dir, run, args.overwrite)
         print(f"preset {preset.name!r} ({preset.description}); {trainer.model.num_parameters():,} "
               f"parameters on {device}")
-    trainer.fit(preset.train.epochs)
-    print(summary(trainer))
+    if trainer.epoch >= preset.train.epochs:
+        print(f"the run has finished epoch {trainer.epoch} of {preset.train.epochs}; give --epochs "
+              f"N (more than {trainer.epoch}) to train further")
+        return
+    train_to_the_end(trainer, lambda: trainer.fit(preset.train.epochs))
 
 
 def cmd_finetune(args) -> None:
     device = check_device(args.device)
     checkpoint_dir = Path(args.checkpoint_dir)
-    state = load_state(checkpoint_dir / "last.pt", device)
+    state = load_state(checkpoint_dir / "last.pt", device, RESUME_KEYS)
     preset = run_preset(checkpoint_dir, state)
-    trainer = Trainer.resume(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device)
-    trainer.finetune(args.epochs or preset.finetune_epochs or 300)
-    print(summary(trainer))
+    trainer = resumed_trainer(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device)
+    train_to_the_end(trainer, lambda: trainer.finetune(args.epochs or preset.finetune_epochs or 300))
 
 
 def cmd_evaluate(args) -> None:
@@ -205,13 +367,20 @@ def cmd_evaluate(args) -> None:
     state = load_state(args.checkpoint, device)
     preset = run_preset(Path(args.checkpoint).parent, state)
     corpus = load_run_corpus(preset, args)
-    model = model_from_state(state, device)
-    config = TrainConfig(**state["train_config"])
+    model = model_from_state(state, device, args.checkpoint)
+    config = stored_train_config(state)
     batch_size = args.batch_size or (config.test_batch_size if args.split == "test"
                                      else config.eval_batch_size)
-    loss = evaluate(model, getattr(corpus, args.split), config.bptt, batch_size)
+    try:
+        loss = evaluate(model, getattr(corpus, args.split), config.bptt, batch_size)
+    except ValueError as exc:  # more columns than the split can fill
+        raise CommandError(f"--batch-size {batch_size}: {exc}") from None
     print(f"{args.split}: loss {loss:.4f}, perplexity {perplexity(loss):.2f} "
           f"({len(getattr(corpus, args.split)):,} tokens of {corpus.name}, batch {batch_size})")
+    if not math.isfinite(loss):
+        finite = all(torch.isfinite(p).all() for p in model.parameters())
+        why = "the model overflows on this text" if finite else "the checkpoint's weights are not finite"
+        raise NotFiniteError(f"the {args.split} loss is {loss}: {why}; evaluate another checkpoint")
 
 
 def cmd_generate(args) -> None:
@@ -220,7 +389,7 @@ def cmd_generate(args) -> None:
     device = check_device(args.device)
     state = load_state(args.checkpoint, device)
     corpus = load_run_corpus(run_preset(Path(args.checkpoint).parent, state), args)
-    model = model_from_state(state, device)
+    model = model_from_state(state, device, args.checkpoint)
     try:
         text = generate(model, corpus.vocab, args.words, args.temperature, args.seed, args.start)
     except (KeyError, ValueError) as exc:  # a start word outside the vocabulary, a bad temperature
@@ -252,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m awdlib", epilog="python -m awdlib COMMAND --help describes each command.",
         description="AWD-LSTM (Merity et al., 2017): data, training, fine-tuning, evaluation, sampling.")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads (default: torch's choice)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, func, help):
@@ -272,10 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", cmd_train, "train a model from a preset")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    p.add_argument("--epochs", type=int, help="train until this epoch (total, counting resumed ones)")
+    p.add_argument("--epochs", type=int, help="train until this epoch (total, counting resumed ones; "
+                   "default: the preset's, or with --resume the run's own)")
     p.add_argument("--checkpoint-dir", help="write last.pt, best.pt and run.json here")
-    p.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt with the run's own preset and "
-                   "settings (run.json); --set train.* and --epochs still apply")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from CHECKPOINT_DIR/last.pt "
+                       "with the run's own preset, settings (run.json) and target epochs; --set "
+                       "train.* and --epochs still apply")
+    again.add_argument("--overwrite", action="store_true", help="start a new run in a "
+                       "CHECKPOINT_DIR that holds one, deleting its checkpoints")
     p.add_argument("--time-budget", type=float, help="seconds of training, then stop cleanly")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="a progress bar per epoch (default: the preset's)")
@@ -285,18 +460,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("finetune", cmd_finetune, "fine-tune a trained run (averaged SGD from its best weights)")
     p.add_argument("--checkpoint-dir", required=True, help="the train run's folder (last.pt)")
-    p.add_argument("--epochs", type=int, help="at most this many epochs (default: the preset's)")
+    p.add_argument("--epochs", type=positive_int,
+                   help="at most this many epochs (default: the preset's)")
     device_flag(p)
 
     p = command("evaluate", cmd_evaluate, "loss and perplexity of a checkpoint")
     p.add_argument("checkpoint", help="a .pt file written by train or finetune")
     p.add_argument("--split", choices=("valid", "test"), default="test")
-    p.add_argument("--batch-size", type=int, help="default: the run's test/eval batch size")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="default: the run's test/eval batch size")
     device_flag(p)
 
     p = command("generate", cmd_generate, "sample text from a checkpoint")
     p.add_argument("checkpoint", help="a .pt file written by train or finetune")
-    p.add_argument("--words", type=int, default=50, help="how many words to sample (default 50)")
+    p.add_argument("--words", type=positive_int, default=50,
+                   help="how many words to sample (default 50)")
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
     p.add_argument("--seed", type=int, help="make the sample reproducible")
     p.add_argument("--start", default="<eos>", help="words to feed in first (default <eos>)")
@@ -317,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 a problem reported in one message)."""
+    """Run one command; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -325,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except (CommandError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", EXIT_ERROR)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

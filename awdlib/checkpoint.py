@@ -1,12 +1,14 @@
 """Checkpoints that never unpickle code: state dicts, tensors and plain Python values only.
 
-Files are written atomically (a temporary file renamed into place) and read with
+Files are written atomically (a temporary file, flushed to disk, then renamed into place; on any failure
+the temporary file is deleted and the old file is left as it was) and read with
 ``torch.load(..., weights_only=True)``, which refuses anything but tensors and primitive containers.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,13 +16,31 @@ import torch
 FORMAT = "awdlib-checkpoint/1"
 
 
+@contextmanager
+def atomic_file(path: str | os.PathLike):
+    """A binary file to write ``path``'s new contents into; it replaces ``path`` only if the block
+    finishes. An ``OSError`` (a full disk) names ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        torch.save({"format": FORMAT, **state}, f)
     return path
 
 
@@ -33,11 +53,18 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def build_model(state: dict):
-    """The AWD-LSTM described by a checkpoint's contents (its ``model`` weights, in eval mode)."""
+    """The AWD-LSTM described by a checkpoint's contents (its ``model`` weights, in eval mode).
+
+    Weights that do not fit the stored ``model_config`` raise a one-line ``ValueError``.
+    """
     from .model import AWDLSTM, AWDLSTMConfig
 
-    model = AWDLSTM(AWDLSTMConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    try:
+        model = AWDLSTM(AWDLSTMConfig(**state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, RuntimeError) as exc:  # unknown config keys; missing or misshapen weights
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+        raise ValueError(f"the checkpoint's weights do not fit its model_config ({detail})") from None
     return model.eval()
 
 

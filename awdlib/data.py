@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,13 +105,19 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 def _verify(spec: DatasetSpec, folder: Path, splits) -> None:
     for split in splits:
         path = folder / spec.files[split]
-        actual = md5sum(path)
+        try:
+            actual = md5sum(path)
+        except OSError as exc:  # a folder in its place, no read permission, ...
+            raise DataError(f"{path} cannot be read ({exc.strerror}); expected the {spec.name} {split} "
+                            f"split as a readable file: fix it, or delete it to download it again") \
+                from None
         if actual != spec.md5[split]:
             raise CorruptDataError(
                 f"{path} is corrupt or not the canonical {spec.name} {split} split.\n"
                 f"  expected md5: {spec.md5[split]}\n"
                 f"  actual md5:   {actual}\n"
-                f"Fix: delete this file and call load_corpus({spec.name!r}) again to re-download it, "
+                f"Fix: delete this file and load the dataset again to re-download it "
+                f"(python -m awdlib data {spec.name}, or load_corpus({spec.name!r}) in Python), "
                 f"or replace it with a good copy. (It was not overwritten.)"
             )
 
@@ -154,12 +161,14 @@ def dataset_dir(name: str, root: str | os.PathLike | None = None, download: bool
     target = folders[0]
     looked = "\n".join(f"  - {f}/{{{','.join(spec.files.values())}}}" for f in folders)
     howto = (f"To use a copy you already have, point AWDLIB_DATA at the folder that contains "
-             f"'{spec.folder}/' (e.g. export AWDLIB_DATA=/path/to/data) or pass root=...")
+             f"'{spec.folder}/' (export AWDLIB_DATA=/path/to/data), or give that folder as "
+             f"--data-root on the command line (root= in Python)")
     if not download:
         raise DatasetNotFoundError(f"Dataset {spec.name!r} not found (download=False). Looked in:\n"
                                    f"{looked}\n{howto}")
     try:
-        _download(spec, target)
+        with _no_new_folders_on_failure(target, target.parent / ".downloads"):
+            _download(spec, target)
     except DatasetNotFoundError:
         raise
     except Exception as exc:  # network errors come in many types (requests, OSError, ...)
@@ -170,6 +179,20 @@ def dataset_dir(name: str, root: str | os.PathLike | None = None, download: bool
         ) from None
     _verify(spec, target, spec.files)
     return target
+
+
+@contextmanager
+def _no_new_folders_on_failure(*paths: Path):
+    """If the block fails, remove the folders it created among ``paths`` and their parents, when
+    empty: a failed download into a mistyped ``AWDLIB_DATA`` leaves nothing behind."""
+    new = {p for path in paths for p in (path, *path.parents) if not p.exists()}
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(new, key=lambda p: len(p.parts), reverse=True):  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
 
 
 def resolve_name(name: str) -> str:

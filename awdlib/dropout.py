@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .checks import check_rate
+
 
 class LockedDropout(nn.Module):
     """Variational dropout (Gal & Ghahramani, 2016; paper Section 4.2).
@@ -24,6 +26,7 @@ class LockedDropout(nn.Module):
 
     def __init__(self, p: float):
         super().__init__()
+        check_rate("locked dropout rate", p)
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,6 +46,7 @@ def embedding_dropout(embedding: nn.Embedding, words: torch.Tensor, p: float) ->
     kept rows by ``1 / (1 - p)``, so every occurrence of a dropped word in the batch is zero. Call it
     only while training; ``p = 0`` is a plain lookup.
     """
+    check_rate("embedding dropout rate", p)
     weight = embedding.weight
     if p:
         mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
@@ -89,8 +93,7 @@ class WeightDrop(nn.Module):
 
     def __init__(self, module: nn.RNNBase, p: float, weights: tuple[str, ...] | None = None):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"weight-drop rate must be in [0, 1), got {p}")
+        check_rate("weight-drop rate", p)
         self.module = module
         self.p = p
         self.weights = weights or tuple(n for n, _ in module.named_parameters()

@@ -7,6 +7,8 @@ greedy decoding, ``T > 1`` gives more surprising text.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .data import EOS, Vocab
@@ -22,8 +24,8 @@ def sample_words(model: AWDLSTM, vocab: Vocab, n_words: int = 50, temperature: f
     default, ``<eos>``, starts the text as at the beginning of a sentence. ``seed`` makes the sample
     reproducible without touching the global random state.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < temperature < math.inf:  # also rejects nan
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .checks import check_int, check_rate, require
 from .dropout import LockedDropout, WeightDrop, embedding_dropout
 
 Hidden = list[tuple[torch.Tensor, torch.Tensor]]
@@ -36,6 +37,14 @@ class AWDLSTMConfig:
     dropoute: float = 0.1  # embedding dropout (whole word types)
     wdrop: float = 0.5  # DropConnect on every layer's W_hh
     tie_weights: bool = True
+
+    def __post_init__(self):
+        for name in ("vocab_size", "emb_size", "hidden_size", "n_layers"):
+            check_int(f"model.{name}", getattr(self, name), minimum=1)
+        for name in ("dropout", "dropouth", "dropouti", "dropoute", "wdrop"):
+            check_rate(f"model.{name}", getattr(self, name))
+        require(isinstance(self.tie_weights, bool), "model.tie_weights", self.tie_weights,
+                "true or false")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+MODES = ("sgd", "asgd", "ntasgd")
+
 
 class NonMonotonicTrigger:
     """Algorithm 1's non-monotonic criterion, as in the ICLR paper and the official code.
@@ -61,7 +63,7 @@ class NTASGD:
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float = 0.0, n: int = 5,
                  mode: str = "ntasgd"):
-        if mode not in ("sgd", "asgd", "ntasgd"):
+        if mode not in MODES:
             raise ValueError(f"mode must be 'sgd', 'asgd' or 'ntasgd', not {mode!r}")
         self.model, self.mode = model, mode
         self.sgd = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)

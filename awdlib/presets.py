@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from .data import Corpus, load_corpus
+from .checks import check_int, is_number, require
+from .data import Corpus, load_corpus, resolve_name
 from .model import AWDLSTM, AWDLSTMConfig
 from .train import TrainConfig, Trainer
 
@@ -28,6 +29,14 @@ class Preset:
     eval_fraction: float = 1.0  # first fraction of valid and test
     finetune_epochs: int = 0
     description: str = ""
+
+    def __post_init__(self):
+        resolve_name(self.dataset)
+        for name in ("train_fraction", "eval_fraction"):
+            value = getattr(self, name)
+            require(is_number(value) and 0 < value <= 1, name, value, "a fraction in (0, 1]")
+        check_int("finetune_epochs", self.finetune_epochs, minimum=0)
+        self.model_config(vocab_size=1)  # checks the model settings
 
     def model_config(self, vocab_size: int) -> AWDLSTMConfig:
         return AWDLSTMConfig(vocab_size=vocab_size, **self.model)

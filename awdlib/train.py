@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
+from .checks import check_int, is_int, is_number, require
 from .data import Corpus, batchify, bptt_batches
-from .model import AWDLSTM, AWDLSTMConfig, detach_hidden
-from .optim import NTASGD
+from .model import AWDLSTM, detach_hidden
+from .optim import MODES, NTASGD
 from .regularize import activation_regularization, temporal_activation_regularization
 
 
@@ -46,6 +47,28 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bars
     log_epochs: bool = True  # one summary line per epoch
 
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "bptt", "eval_batch_size", "test_batch_size"):
+            check_int(f"train.{name}", getattr(self, name), minimum=1)
+        check_int("train.nonmono", self.nonmono, minimum=0)
+        require(is_int(self.seed), "train.seed", self.seed, "an integer")
+        for name in ("lr", "clip"):
+            value = getattr(self, name)
+            require(is_number(value) and value > 0, f"train.{name}", value, "a number > 0")
+        for name in ("weight_decay", "alpha", "beta"):
+            value = getattr(self, name)
+            require(is_number(value) and value >= 0, f"train.{name}", value, "a number >= 0")
+        require(self.optimizer in MODES, "train.optimizer", self.optimizer,
+                f"one of {', '.join(map(repr, MODES))}")
+        t = self.time_budget
+        require(t is None or is_number(t) and t > 0, "train.time_budget", t,
+                "none or a number of seconds > 0")
+        p = self.patience
+        require(p is None or is_int(p) and p >= 1, "train.patience", p, "none or an integer >= 1")
+        for name in ("progress", "log_epochs"):
+            require(isinstance(getattr(self, name), bool), f"train.{name}", getattr(self, name),
+                    "true or false")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -57,6 +80,7 @@ class History:
     records: list[dict] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     stop_reason: str | None = None
+    diverged: bool = False  # stopped on a non-finite loss
 
     def column(self, key: str) -> list:
         return [r[key] for r in self.records]
@@ -65,11 +89,23 @@ class History:
         return min(self.records, key=lambda r: r["valid_loss"]) if self.records else None
 
     def to_dict(self) -> dict:
-        return {"records": self.records, "events": self.events, "stop_reason": self.stop_reason}
+        return {"records": self.records, "events": self.events, "stop_reason": self.stop_reason,
+                "diverged": self.diverged}
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
-        return cls(list(d["records"]), list(d["events"]), d["stop_reason"])
+        return cls(list(d["records"]), list(d["events"]), d["stop_reason"], d.get("diverged", False))
+
+
+def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model.state_dict()`` that keeps tied weights tied: a parameter registered twice
+    (the embedding that is also the decoder) is cloned once, and both entries hold that one tensor."""
+    state = model.state_dict(keep_vars=True)  # the parameters themselves: tied ones are one object
+    clones: dict[int, torch.Tensor] = {}
+    for tensor in state.values():
+        if id(tensor) not in clones:
+            clones[id(tensor)] = tensor.detach().clone()
+    return {name: clones[id(tensor)] for name, tensor in state.items()}
 
 
 def perplexity(loss: float) -> float:
@@ -145,7 +181,7 @@ class Trainer:
                                                        self.device)["model"])
         elif self.optimizer.averaging:
             with self.optimizer.averaged_weights():
-                best = {k: v.clone() for k, v in self.model.state_dict().items()}
+                best = clone_state_dict(self.model)
             self.model.load_state_dict(best)
         self.phase = "finetune"
         self.optimizer = self._make_optimizer("asgd")
@@ -162,13 +198,15 @@ class Trainer:
                     self._stop(f"time budget of {self.config.time_budget:.0f} s used")
                     break
             result = self._train_epoch(budget_left)
-            if result is None:  # a non-finite loss: keep the last good state and stop
-                self._restore_last_good()
+            if result is None:
                 break
             train_loss, tokens, seconds, partial = result
-            self.epoch += 1
             with self.optimizer.averaged_weights():
                 valid_loss = evaluate(self.model, self.valid_data, self.config.bptt)
+            if not math.isfinite(valid_loss):
+                self._diverge(f"non-finite validation loss ({valid_loss}) after epoch {self.epoch + 1}")
+                break
+            self.epoch += 1
             record = {
                 "epoch": self.epoch, "phase": self.phase,
                 "train_loss": train_loss, "train_ppl": perplexity(train_loss),
@@ -178,11 +216,12 @@ class Trainer:
             }
             self.history.records.append(record)
             improved = valid_loss < self.best_valid_loss
+            # Logged before the checkpoints are written, so a failed save does not lose the result.
+            self._log(self._summary(record) + ("  *best*" if improved else ""))
             if improved:
                 self.best_valid_loss = valid_loss
                 self._save("best.pt", averaged=True)
             fired = self.optimizer.check(valid_loss)
-            self._log(self._summary(record) + ("  *best*" if improved else ""))
             if fired and on_trigger == "average" and self.optimizer.mode == "ntasgd":
                 self._log(f"non-monotonic trigger fired at epoch {self.epoch}: averaging from now on")
             self._save("last.pt", averaged=False)
@@ -222,8 +261,8 @@ class Trainer:
                 loss = loss + temporal_activation_regularization(out.raw_outputs[-1], c.beta)
             if not torch.isfinite(loss):
                 bar.close()
-                self._stop(f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1} after "
-                           f"{tokens} tokens")
+                self._diverge(f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1} after "
+                              f"{tokens} tokens")
                 return None
             opt.zero_grad()
             loss.backward()
@@ -258,7 +297,7 @@ class Trainer:
     def state_dict(self, averaged: bool = False) -> dict:
         if averaged:
             with self.optimizer.averaged_weights():
-                model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                model_state = clone_state_dict(self.model)
         else:
             model_state = self.model.state_dict()
         return {
@@ -284,7 +323,7 @@ class Trainer:
         """Rebuild a trainer from ``last.pt`` and continue where it stopped (``overrides`` change the
         stored TrainConfig, e.g. ``epochs``)."""
         state = load_checkpoint(path, device)
-        model = AWDLSTM(AWDLSTMConfig(**state["model_config"])).to(device)
+        model = build_model(state).to(device)
         config = TrainConfig(**{**state["train_config"], **overrides})
         trainer = cls(model, corpus, config, checkpoint_dir=Path(path).parent)
         trainer.optimizer = trainer._make_optimizer(state["optimizer"]["mode"])
@@ -295,10 +334,16 @@ class Trainer:
         if self.checkpoint_dir:
             save_checkpoint(self.checkpoint_dir / name, self.state_dict(averaged=averaged))
 
+    def _diverge(self, reason: str) -> None:
+        """Stop on a non-finite loss and go back to the last good checkpoint."""
+        self.history.diverged = True
+        self._stop(reason)
+        self._restore_last_good()
+
     def _restore_last_good(self) -> None:
         last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
         if last and last.exists():
-            history = self.history  # the stored one lacks the stop reason just recorded
+            history = self.history  # the stored one lacks the stop just recorded
             self.load_state_dict(load_checkpoint(last, self.device))
             self.history = history
             self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch})")

@@ -1,5 +1,6 @@
 """The command line ``python -m awdlib`` and ``awdlib.generate``, on real PTB at smoke scale."""
 
+import errno
 import math
 import os
 import re
@@ -13,8 +14,8 @@ import pytest
 import torch
 
 import awdlib
-from awdlib.__main__ import CommandError, apply_settings, main
-from awdlib.checkpoint import load_checkpoint, load_model
+from awdlib.__main__ import EXIT_NOT_FINITE, CommandError, apply_settings, main
+from awdlib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from awdlib.generate import sample_words
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,3 +152,188 @@ def test_evaluate_reads_a_checkpoint_without_run_json_on_the_whole_split(smoke_r
     out = capsys.readouterr().out
     assert f"{len(ptb.valid):,} tokens of ptb[0.01]," in out  # train fraction from the name
     assert re.search(r"perplexity [\d.]+", out)
+
+
+# ------------------------------------------------------------------------- reliability (issue 12)
+def train(folder, *extra, epochs="1"):
+    return main(["--threads", "1", "train", "--preset", "smoke", "--epochs", epochs,
+                 "--checkpoint-dir", str(folder), "--no-download", *extra])
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("again", [[], ["--overwrite"]])
+def test_a_failed_train_into_a_run_folder_leaves_every_file_byte_identical(smoke_run, tmp_path, again):
+    folder = tmp_path / "run"
+    shutil.copytree(smoke_run, folder)
+    before = files(folder)
+    assert main(["train", "--preset", "demo", "--set", "train.optimizer=adam", "--checkpoint-dir",
+                 str(folder), "--no-download", *again]) == 1
+    assert files(folder) == before
+
+
+def test_a_fresh_train_into_a_folder_holding_a_run_is_refused_until_overwrite(smoke_run, tmp_path,
+                                                                             capsys):
+    folder = tmp_path / "run"
+    shutil.copytree(smoke_run, folder)
+    before = files(folder)
+    assert train(folder) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--resume" in err and "--overwrite" in err
+    assert files(folder) == before
+    assert train(folder, "--overwrite", "--set", "train.seed=7") == 0
+    state = load_checkpoint(folder / "last.pt")
+    assert state["train_config"]["seed"] == 7 and len(state["history"]["records"]) == 1
+
+
+def test_ctrl_c_says_how_to_continue_and_resume_reaches_the_runs_own_epochs(tmp_path, capsys,
+                                                                           monkeypatch):
+    real_epoch = awdlib.train.Trainer._train_epoch
+
+    def interrupted_in_epoch_2(trainer, budget):
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(trainer, budget)
+    monkeypatch.setattr(awdlib.train.Trainer, "_train_epoch", interrupted_in_epoch_2)
+    folder = tmp_path / "run"
+    assert train(folder, epochs="3") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted after epoch 1" in err and "--resume" in err
+    monkeypatch.undo()
+    assert main(["--threads", "1", "train", "--checkpoint-dir", str(folder), "--resume",
+                 "--no-download"]) == 0  # no --epochs: the run's own 3, not the preset's 2
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 3
+
+
+def test_a_non_finite_loss_exits_with_its_own_code(tmp_path, capsys):
+    assert EXIT_NOT_FINITE not in (0, 1, 2)
+    assert train(tmp_path / "run", "--set", "train.lr=1e8") == EXIT_NOT_FINITE
+    assert "error: non-finite loss" in capsys.readouterr().err
+
+
+def test_an_evaluation_that_is_not_finite_exits_with_the_same_code(smoke_run, tmp_path, capsys):
+    state = load_checkpoint(smoke_run / "best.pt")
+    state["model"] = {k: torch.full_like(v, math.nan) for k, v in state["model"].items()}
+    save_checkpoint(tmp_path / "nan.pt", state)
+    shutil.copy(smoke_run / "run.json", tmp_path)
+    assert main(["evaluate", str(tmp_path / "nan.pt"), "--no-download"]) == EXIT_NOT_FINITE
+    assert "weights are not finite" in capsys.readouterr().err
+
+
+def test_best_pt_keeps_the_embedding_and_decoder_tied(smoke_run):
+    weights = torch.load(smoke_run / "best.pt", weights_only=True)["model"]
+    assert weights["decoder.weight"].untyped_storage().data_ptr() == \
+        weights["encoder.weight"].untyped_storage().data_ptr()
+    assert (smoke_run / "best.pt").stat().st_size < 1.1 * (smoke_run / "last.pt").stat().st_size
+    model = load_model(smoke_run / "best.pt")
+    assert model.decoder.weight is model.encoder.weight
+
+
+def test_a_full_disk_says_so_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(torch, "save", full_disk)
+    folder = tmp_path / "run"
+    assert train(folder) == 1
+    out, err = capsys.readouterr()
+    assert "epoch   1 |" in out  # the finished epoch's result is logged before the save
+    assert err.count("\n") == 1 and "no space left on device" in err.lower()
+    assert str(folder / "best.pt") in err
+    assert list(folder.glob("*.tmp")) == []
+
+
+def _data_with_a_folder_for_train(tmp_path, run):
+    (tmp_path / "data" / "ptb" / "ptb.train.txt").mkdir(parents=True)
+    return ["--data-root", str(tmp_path / "data")]
+
+
+def _folder_under_a_file(tmp_path, run):
+    (tmp_path / "file").write_text("")
+    return ["--checkpoint-dir", str(tmp_path / "file" / "run")]
+
+
+def _run_copy(tmp_path, run):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _bad_run_json(tmp_path, run):
+    (_run_copy(tmp_path, run) / "run.json").write_text("{not json")
+    return [str(tmp_path / "run" / "best.pt")]
+
+
+def _checkpoint_with(tmp_path, run, change):
+    state = load_checkpoint(run / "best.pt")
+    change(state)
+    save_checkpoint(_run_copy(tmp_path, run) / "edited.pt", state)
+    return [str(tmp_path / "run" / "edited.pt")]
+
+
+TRAIN = ["train", "--preset", "smoke", "--epochs", "1", "--no-download"]
+BAD = {  # command line (a function of tmp_path and the smoke run for those that need files), code, words
+    "directory as data file": (lambda t, r: TRAIN + _data_with_a_folder_for_train(t, r), 1,
+                               "ptb.train.txt cannot be read"),
+    "unwritable checkpoint folder": (lambda t, r: TRAIN + _folder_under_a_file(t, r), 1,
+                                     "cannot write to --checkpoint-dir"),
+    "unknown dataset": (TRAIN + ["--set", "dataset=foo"], 1, "Unknown dataset 'foo'"),
+    "unknown optimizer": (TRAIN + ["--set", "train.optimizer=adam"], 1,
+                          "train.optimizer must be one of 'sgd', 'asgd', 'ntasgd', got 'adam'"),
+    "batch_size 0": (TRAIN + ["--set", "train.batch_size=0"], 1,
+                     "train.batch_size must be an integer >= 1, got 0"),
+    "bptt 0": (TRAIN + ["--set", "train.bptt=0"], 1, "train.bptt must be an integer >= 1"),
+    "negative lr": (TRAIN + ["--set", "train.lr=-1"], 1, "train.lr must be a number > 0"),
+    "negative clip": (TRAIN + ["--set", "train.clip=-1"], 1, "train.clip must be a number > 0"),
+    "patience 0": (TRAIN + ["--set", "train.patience=0"], 1, "train.patience must be none or"),
+    "dropouti 1": (TRAIN + ["--set", "model.dropouti=1"], 1, r"model.dropouti must be in \[0, 1\)"),
+    "dropoute 1": (TRAIN + ["--set", "model.dropoute=1"], 1, r"model.dropoute must be in \[0, 1\)"),
+    "dropout 1.5": (TRAIN + ["--set", "model.dropout=1.5"], 1,
+                    r"model.dropout must be in \[0, 1\), got 1.5"),
+    "not a number": (TRAIN + ["--set", "train.lr=abc"], 1, "train.lr: expected a number, got 'abc'"),
+    "epochs 0": (TRAIN + ["--epochs", "0"], 1, "train.epochs must be an integer >= 1, got 0"),
+    "epochs -1": (TRAIN + ["--epochs", "-1"], 1, "train.epochs must be an integer >= 1, got -1"),
+    "device tpu": (TRAIN + ["--device", "tpu"], 1, "--device tpu: .* use --device cpu"),
+    "device mps": (TRAIN + ["--device", "mps"], 1, "--device mps: .* use --device cpu"),
+    "threads -2": (["--threads", "-2"] + TRAIN, 2, "--threads: expected an integer >= 1, got '-2'"),
+    "temperature nan": (lambda t, r: ["generate", str(r / "best.pt"), "--temperature", "nan"], 1,
+                        "temperature must be a finite number > 0, got nan"),
+    "words 0": (lambda t, r: ["generate", str(r / "best.pt"), "--words", "0"], 2, "--words: expected"),
+    "words -5": (lambda t, r: ["generate", str(r / "best.pt"), "--words", "-5"], 2, "--words: expected"),
+    "batch size 0": (lambda t, r: ["evaluate", str(r / "best.pt"), "--batch-size", "0"], 2,
+                     "--batch-size: expected an integer >= 1"),
+    "bad run.json": (lambda t, r: ["evaluate"] + _bad_run_json(t, r), 1, "run.json is not a run file"),
+    "checkpoint missing keys": (
+        lambda t, r: ["evaluate"] + _checkpoint_with(t, r, lambda s: s.pop("model_config")), 1,
+        "edited.pt lacks model_config"),
+    "checkpoint shape mismatch": (
+        lambda t, r: ["evaluate"] + _checkpoint_with(
+            t, r, lambda s: s["model_config"].update(emb_size=17)),
+        1, "weights do not fit its model_config .*size mismatch"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_each_fixable_mistake_gives_one_line_and_no_traceback(case, smoke_run, tmp_path, capsys):
+    argv, code, words = BAD[case]
+    if callable(argv):
+        argv = argv(tmp_path, smoke_run)
+    try:
+        returned = main(argv + ["--no-download"] if argv[0] in ("evaluate", "generate") else argv)
+    except SystemExit as exit:  # argparse
+        returned = exit.code
+    assert returned == code
+    lines = capsys.readouterr().err.strip().splitlines()
+    if code == 1:
+        assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert re.search(words, lines[-1]), lines[-1]
+
+
+def test_an_unreadable_data_file_gives_one_line(tmp_path, capsys, monkeypatch):
+    def denied(path, chunk=0):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+    monkeypatch.setattr(awdlib.data, "md5sum", denied)
+    assert main(TRAIN) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be read (Permission denied)" in err

@@ -90,6 +90,27 @@ def test_offline_with_files_missing_names_dataset_every_place_looked_and_the_fix
     assert err.value.__cause__ is None and err.value.__suppress_context__  # no traceback soup
 
 
+def test_a_failed_download_leaves_no_folders_behind(tmp_path, monkeypatch):
+    pooch = pytest.importorskip("pooch")
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to resolve host")
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    for name in ("ptb", "wikitext-2"):  # file by file, and one archive
+        with pytest.raises(data.DatasetNotFoundError):
+            load_corpus(name, root=tmp_path / "typo" / "data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_in_place_of_a_data_file_is_reported_with_the_fix(ptb_dir, tmp_path):
+    folder = _copy_ptb(ptb_dir, tmp_path)
+    (folder / "ptb.train.txt").unlink()
+    (folder / "ptb.train.txt").mkdir()
+    with pytest.raises(data.DataError, match="ptb.train.txt cannot be read .*expected the ptb train "
+                                             "split as a readable file"):
+        load_corpus("ptb", root=tmp_path)
+
+
 def test_download_false_reports_missing_dataset(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match="not found \\(download=False\\)"):
         load_corpus("ptb", root=tmp_path, download=False)

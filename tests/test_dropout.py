@@ -284,3 +284,11 @@ def test_embedding_dropout_gradient_reaches_kept_rows_only(p):
     rows = emb.weight.grad.abs().sum(dim=1)
     assert torch.all(rows[words[dropped]] == 0)
     assert torch.all(rows[words[~dropped]] > 0)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, -0.1, float("nan")])
+def test_locked_and_embedding_dropout_refuse_a_rate_outside_zero_to_one(p):
+    with pytest.raises(ValueError, match=r"locked dropout rate must be in \[0, 1\)"):
+        LockedDropout(p)
+    with pytest.raises(ValueError, match=r"embedding dropout rate must be in \[0, 1\)"):
+        embedding_dropout(nn.Embedding(5, 3), torch.tensor([[1]]), p)

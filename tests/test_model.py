@@ -98,3 +98,16 @@ def test_gradients_reach_every_parameter():
     model(tokens, model.init_hidden(2)).logits.logsumexp(-1).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dropout": 1.5}, "model.dropout must be in [0, 1), got 1.5"),
+    ({"dropoute": 1.0}, "model.dropoute must be in [0, 1), got 1.0"),
+    ({"dropouth": -0.1}, "model.dropouth must be in [0, 1), got -0.1"),
+    ({"n_layers": 0}, "model.n_layers must be an integer >= 1, got 0"),
+    ({"tie_weights": "no"}, "model.tie_weights must be true or false, got 'no'"),
+])
+def test_config_refuses_a_bad_value_naming_the_field_and_what_is_allowed(changes, message):
+    with pytest.raises(ValueError) as err:
+        AWDLSTMConfig(10, **changes)
+    assert str(err.value) == message

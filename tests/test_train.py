@@ -1,4 +1,6 @@
+import errno
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -6,7 +8,7 @@ import torch
 
 import awdlib
 import awdlib.train as train_module
-from awdlib.checkpoint import FORMAT, load_checkpoint, load_model
+from awdlib.checkpoint import FORMAT, load_checkpoint, load_model, save_checkpoint
 from awdlib.train import Trainer, evaluate
 
 SMALL = awdlib.PRESETS["smoke"].with_train(log_epochs=False, progress=False, nonmono=2)
@@ -113,3 +115,39 @@ def test_time_budget_stops_training_and_says_so(tiny_corpus):
 
 def test_perplexity_is_exp_of_loss():
     assert awdlib.perplexity(math.log(123.0)) == pytest.approx(123.0)
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("epochs", 0, "an integer >= 1"), ("batch_size", -1, "an integer >= 1"),
+    ("bptt", 0, "an integer >= 1"), ("lr", -1.0, "a number > 0"), ("clip", float("nan"), "a number > 0"),
+    ("weight_decay", -1e-6, "a number >= 0"), ("optimizer", "adam", "one of 'sgd', 'asgd', 'ntasgd'"),
+    ("time_budget", 0, "none or a number of seconds > 0"), ("patience", 0, "none or an integer >= 1"),
+])
+def test_train_config_refuses_a_bad_value_naming_the_field_and_what_is_allowed(field, value, allowed):
+    with pytest.raises(ValueError) as err:
+        awdlib.TrainConfig(**{field: value})
+    assert str(err.value) == f"train.{field} must be {allowed}, got {value!r}"
+
+
+def test_best_checkpoint_stores_the_tied_embedding_and_decoder_once(tiny_corpus, tmp_path):
+    _trainer(tiny_corpus, tmp_path, epochs=1, optimizer="asgd").fit()  # best.pt: averaged weights
+    weights = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
+    assert weights["decoder.weight"].untyped_storage().data_ptr() == \
+        weights["encoder.weight"].untyped_storage().data_ptr()
+    model = load_model(tmp_path / "best.pt")
+    assert model.decoder.weight is model.encoder.weight
+
+
+def test_a_failed_save_names_the_file_and_leaves_the_old_one_and_no_temporary(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left on device") as err:
+        save_checkpoint(tmp_path / "last.pt", {"epoch": 2})
+    assert err.value.filename == str(tmp_path / "last.pt")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
