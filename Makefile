@@ -58,4 +58,5 @@ demo: setup
 	done
 
 clean:
-	rm -rf $(VENV) notebooks/results/checkpoints notebooks/results/ladder-smoke.json
+	rm -rf $(VENV) notebooks/results/checkpoints notebooks/results/ladder-smoke.json \
+	  notebooks/results/ladder-smoke.runs.jsonl

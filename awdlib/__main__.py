@@ -401,7 +401,7 @@ def cmd_experiment(args) -> None:
     from .experiments import STUDIES, run_study, write_summary
 
     preset = apply_settings(PRESETS[args.preset], args.set)
-    configs = STUDIES[args.study](preset)
+    configs = STUDIES[args.study][0](preset)
     unknown = set(args.only or ()) - set(configs)
     if unknown:
         raise CommandError(f"--only: no configuration {sorted(unknown)} in the {args.study} study; "
@@ -412,7 +412,7 @@ def cmd_experiment(args) -> None:
     runs = run_study(configs, args.seeds, stem.with_suffix(".runs.jsonl"),
                      Path(args.results) / "checkpoints" / args.preset / args.study, args.workers,
                      root=args.data_root)
-    write_summary(args.study, runs, stem.with_suffix(".json"), preset, args.seeds)
+    write_summary(args.study, runs, stem.with_suffix(".json"), preset)
     print(f"summary of {len(runs)} runs in {stem.with_suffix('.json')}")
 
 

@@ -25,8 +25,11 @@ import torch
 
 from .presets import Preset
 
-# The ladder, rung by rung: each adds one technique to the rung above (notebooks 01-05).
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
+
+# The ladder, rung by rung: each adds one technique to the rung above (notebooks 01-05). The last
+# rung is no run of its own: it is the "+ NT-ASGD" runs' fine-tuned stage.
+_LADDER_SOURCE = {"+ fine-tuning": ("+ NT-ASGD", "finetuned")}
 LADDER = ("plain LSTM", "+ weight drop", "+ locked dropout", "+ embedding dropout", "+ AR/TAR",
           "+ NT-ASGD", "+ fine-tuning")
 
@@ -117,12 +120,45 @@ def finished_run(checkpoint_dir: str | Path) -> dict | None:
 
 
 def load_run(checkpoint_dir: str | Path, corpus):
-    """A finished run's :class:`~awdlib.train.Trainer`: its history from ``last.pt`` and, in the
+    """A finished run's :class:`~awdlib.train.Trainer`: its history from ``last.pt`` (with the stop
+    reason from its result, since ``last.pt`` is written before a run decides to stop) and, in the
     model, its best validation weights (``best.pt``)."""
     from .train import Trainer
 
     trainer = Trainer.resume(Path(checkpoint_dir) / "last.pt", corpus)
     trainer.load_best()
+    row = finished_run(checkpoint_dir)
+    trainer.history.stop_reason = row.get("finetuned", row)["stop_reason"]
+    return trainer
+
+
+def cached_run(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path,
+               threads: int | None = None):
+    """A finished run's :class:`~awdlib.train.Trainer` (best weights, whole history): loaded from
+    ``checkpoint_dir`` when :func:`run_one` has finished it there, else trained now."""
+    if finished_run(checkpoint_dir) is None:
+        run_one(name, preset, seed, checkpoint_dir, threads=threads)
+    return load_run(checkpoint_dir, preset.corpus())
+
+
+def ladder_run(scale: str, name: str, seed: int = 141, results: str | Path = "results",
+               threads: int | None = None):
+    """A notebook's run of one ladder configuration: the study's own run (``python -m awdlib
+    experiment ladder``: same code, same seed, same folder) when it has finished, else trained now and
+    added to the study's runs and summary (``RESULTS/ladder-SCALE.runs.jsonl`` and ``.json``), so that
+    a later study skips it. Returns its Trainer (best weights, whole history)."""
+    from .presets import PRESETS
+
+    preset, results = PRESETS[scale], Path(results)
+    path = run_folder(results / "checkpoints" / scale / "ladder", name, seed)
+    trainer = cached_run(name, ladder_configs(preset)[name], seed, path, threads)
+    runs_file = results / f"ladder-{scale}.runs.jsonl"
+    runs = read_runs(runs_file)
+    if not any(r["name"] == name and r["seed"] == seed for r in runs):
+        row = finished_run(path)
+        with runs_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        write_summary("ladder", runs + [row], results / f"ladder-{scale}.json", preset)
     return trainer
 
 
@@ -158,12 +194,20 @@ def read_runs(path: str | Path) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------- summary
-def summarize(runs: list[dict], name: str, stage: str | None = None) -> dict | None:
-    """Mean and sample standard deviation over seeds of one configuration (``stage="finetuned"``
-    reads the fine-tuned results). None if no run of it has finished."""
-    picked = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
-    if stage:
-        picked = [{**r[stage], "seed": r["seed"]} for r in picked if stage in r]
+def rung_runs(runs: list[dict], name: str) -> list[dict]:
+    """The runs behind one ladder row, by seed: its own, or for ``"+ fine-tuning"`` (when it has none
+    of its own) the ``"+ NT-ASGD"`` runs' fine-tuned results."""
+    picked = [r for r in runs if r["name"] == name]
+    if not picked and name in _LADDER_SOURCE:
+        source, stage = _LADDER_SOURCE[name]
+        picked = [{**r[stage], "seed": r["seed"]} for r in runs if r["name"] == source and stage in r]
+    return sorted(picked, key=lambda r: r["seed"])
+
+
+def summarize(runs: list[dict], name: str) -> dict | None:
+    """Mean and sample standard deviation over seeds of one row (see :func:`rung_runs`); None if no
+    run of it has finished."""
+    picked = rung_runs(runs, name)
     if not picked:
         return None
     row = {"seeds": [r["seed"] for r in picked]}
@@ -181,23 +225,23 @@ def ladder_rows(runs: list[dict]) -> list[dict]:
     """The ladder's rows (rung 1 = plain LSTM ... rung 7 = + fine-tuning) from a study's runs."""
     rows = []
     for rung, name in enumerate(LADDER, start=1):
-        source, stage = ("+ NT-ASGD", "finetuned") if name == "+ fine-tuning" else (name, None)
-        row = summarize(runs, source, stage)
+        row = summarize(runs, name)
         if row is not None:
             rows.append({"name": name, "rung": rung, **row})
     return rows
 
 
-STUDIES = {"ladder": ladder_configs}
+# study name -> (its configurations from a preset, its summary rows from the runs)
+STUDIES = {"ladder": (ladder_configs, ladder_rows)}
 
 
-def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset,
-                  seeds: list[int]) -> list[dict]:
+def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset) -> list[dict]:
     """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at."""
     scale = {"preset": preset.name, "description": preset.description, "model": preset.model,
              "train_fraction": preset.train_fraction, "eval_fraction": preset.eval_fraction,
              "epochs": preset.train.epochs, "patience": preset.train.patience,
-             "finetune_epochs": preset.finetune_epochs, "seeds": list(seeds)}
-    rows = [{**row, "scale": scale} for row in {"ladder": ladder_rows}[study](runs)]
+             "finetune_epochs": preset.finetune_epochs,
+             "seeds": sorted({r["seed"] for r in runs})}
+    rows = [{**row, "scale": scale} for row in STUDIES[study][1](runs)]
     Path(path).write_text(json.dumps(rows, indent=1) + "\n")
     return rows

@@ -60,19 +60,6 @@ def plot_mask(mask, ax=None, title: str | None = None, xlabel: str = "", ylabel:
     return ax
 
 
-def plot_ladder_curves(ladder, names=None, ax=None, title: str | None = None):
-    """Validation (solid) and train (dashed) perplexity per epoch for rows of an ``awdlib.Ladder``.
-
-    ``names`` selects and orders rows (default: every row with curves); missing names are skipped.
-    """
-    ax = _axes(ax)
-    rows = [ladder.get(n) for n in names] if names else ladder.rows
-    for i, row in enumerate(r for r in rows if r and r.get("valid_curve")):
-        _train_valid(ax, range(1, len(row["valid_curve"]) + 1), row["train_curve"],
-                     row["valid_curve"], f"C{i}", f"{row.get('rung', '?')}: {row['name']} (valid)")
-    return _finish(ax, title)
-
-
 def plot_ladder(rows, upto: int | None = None, ax=None, key: str = "valid_ppl",
                 title: str | None = None):
     """The ladder as mean ± standard deviation over seeds (bars) with each seed's value (dots), one
@@ -90,23 +77,52 @@ def plot_ladder(rows, upto: int | None = None, ax=None, key: str = "valid_ppl",
     return ax
 
 
-def plot_seed_curves(runs, names, ax=None, title: str | None = None, stage: str | None = None):
-    """Validation perplexity per epoch of every seed of each named configuration of a study's runs
-    (``awdlib.experiments.read_runs``): one colour per configuration, one thin line per seed.
-    ``stage="finetuned"`` draws the curves through fine-tuning."""
+def plot_seed_curves(runs, names, ax=None, title: str | None = None):
+    """Validation perplexity per epoch of every seed of each named ladder row, from a study's runs
+    (``awdlib.experiments.read_runs``): one colour per row, one thin line per seed."""
+    from .experiments import rung_runs
+
     ax = _axes(ax)
+    drawn: list[list[float]] = []
     for i, name in enumerate(names):
-        picked = [r.get(stage, r) if stage else r for r in runs if r["name"] == name]
-        for j, run in enumerate(picked):
-            curve = run["valid_curve"]
-            ax.plot(range(1, len(curve) + 1), curve, color=f"C{i}", lw=1, alpha=0.8,
-                    label=f"{name} ({len(picked)} seeds)" if j == 0 else None)
+        curves = [run["valid_curve"] for run in rung_runs(runs, name)]
+        for j, curve in enumerate(curves):
+            # a run that continues one already drawn (same epochs up to a point) shows its own part
+            start = max([_shared_prefix(curve, other) for other in drawn] + [1]) - 1
+            ax.plot(range(start + 1, len(curve) + 1), curve[start:], color=f"C{i}", lw=1, alpha=0.8,
+                    label=f"{name} ({len(curves)} seed{'s' * (len(curves) > 1)})" if j == 0 else None)
+        drawn += curves
     _epoch_axis(ax)
     ax.set_ylabel("validation perplexity")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.set_title(title or "every seed's validation curve", fontsize=9)
     return ax
+
+
+def _shared_prefix(a: list, b: list) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def plot_study(ladder, runs, names, title: str | None = None):
+    """Two panels for a notebook's rungs: every seed's validation curve of ``names`` (from the study's
+    ``runs``, else the ladder rows' own curves) and the ladder up to the last of them, mean ± std."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), width_ratios=[3, 2])
+    if not runs:  # no study at this scale: the ladder's one-seed rows carry their curves
+        runs = [{"name": r["name"], "seed": 0, "valid_curve": r["valid_curve"]}
+                for r in ladder.rows if r.get("valid_curve")]
+    plot_seed_curves(runs, names, ax=left, title=title)
+    rungs = [ladder.get(name)["rung"] for name in names if ladder.get(name)]
+    if rungs:
+        plot_ladder(ladder.rows, upto=max(rungs), ax=right)
+    fig.tight_layout()
+    return fig
 
 
 def plot_histograms(samples: dict, ax=None, bins: int = 60, xlabel: str = "", title: str | None = None):

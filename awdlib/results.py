@@ -1,7 +1,7 @@
-"""The results ladder: one row per configuration, extended notebook by notebook.
+"""The results ladder: one row per rung, as mean ± standard deviation over a study's seeds.
 
-Stored as JSON per scale (``notebooks/results/ladder-demo.json``), so a later notebook can show how its
-technique compares with every earlier rung without re-training them.
+Stored as JSON per scale (``notebooks/results/ladder-demo.json``) by the experiment runner, so every
+notebook can show how its technique compares with the rungs below it without re-training them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 
 class Ladder:
-    """Rows of ``{"name", "valid_ppl", "test_ppl", ...}`` kept in insertion order, upserted by name."""
+    """The rows of a ladder summary (``notebooks/results/ladder-<scale>.json``, written by
+    :func:`awdlib.experiments.write_summary`): ``{"name", "rung", "valid_ppl", "test_ppl", ...}``,
+    with per-seed values and standard deviations where the study ran several seeds."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -21,34 +23,6 @@ class Ladder:
     @classmethod
     def for_scale(cls, scale: str, folder: str | os.PathLike = "results") -> Ladder:
         return cls(Path(folder) / f"ladder-{scale}.json")
-
-    def record(self, name: str, valid_ppl: float, test_ppl: float | None = None, **extra) -> dict:
-        """Add or replace the row called ``name`` and save the file."""
-        row = {"name": name, "valid_ppl": round(float(valid_ppl), 2),
-               "test_ppl": None if test_ppl is None else round(float(test_ppl), 2), **extra}
-        self.rows = [r for r in self.rows if r["name"] != name] + [row]
-        self.rows.sort(key=lambda r: r.get("rung", 0))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.rows, indent=1) + "\n")
-        return row
-
-    def record_trainer(self, name: str, trainer, rung: int, notebook: str, **extra) -> dict:
-        """Record a finished run: best validation perplexity, the test perplexity of those best
-        weights (loaded into the model from ``best.pt`` when there is one), and both curves."""
-        from .train import evaluate, perplexity
-
-        if trainer.checkpoint_dir and (trainer.checkpoint_dir / "best.pt").exists():
-            trainer.load_best()  # already averaged if averaging was on
-            c = trainer.config
-            test_loss = evaluate(trainer.model, trainer.corpus.test, c.bptt, c.test_batch_size)
-        else:
-            test_loss = trainer.evaluate("test")
-        h = trainer.history
-        return self.record(name, h.best()["valid_ppl"], perplexity(test_loss),
-                           rung=rung, notebook=notebook, epochs=len(h.records),
-                           seconds=round(sum(h.column("seconds")), 1),
-                           valid_curve=[round(v, 2) for v in h.column("valid_ppl")],
-                           train_curve=[round(v, 2) for v in h.column("train_ppl")], **extra)
 
     def get(self, name: str) -> dict | None:
         return next((r for r in self.rows if r["name"] == name), None)
@@ -69,6 +43,22 @@ class Ladder:
                          f"{_mean_std(r, 'test_ppl'):>17} {len(r.get('valid_ppl_seeds', [0])):>5} "
                          f"{'' if change is None else f'{-change:+.1f}':>8}")
         return "\n".join(lines)
+
+    def compare(self, name: str, baseline: str, noise_multiple: float = 3.0) -> str:
+        """One sentence: the change in mean validation perplexity from ``baseline`` to ``name``,
+        measured against the larger of the two rows' seed standard deviations."""
+        a, b = self.get(name), self.get(baseline)
+        if a is None or b is None:
+            return f"{name!r} vs {baseline!r}: not both in the ladder at this scale yet"
+        change = a["valid_ppl"] - b["valid_ppl"]
+        text = (f"{name} vs {baseline}: mean validation perplexity {b['valid_ppl']:.2f} -> "
+                f"{a['valid_ppl']:.2f} ({change:+.2f})")
+        noise = max(a.get("valid_ppl_std") or 0.0, b.get("valid_ppl_std") or 0.0)
+        if not noise:
+            return text + "; one seed each, so no estimate of the noise"
+        verdict = ("clears" if abs(change) > noise_multiple * noise else "does not clear")
+        return (text + f", {abs(change) / noise:.1f} times the larger seed standard deviation "
+                f"({noise:.2f}): {verdict} the noise ({noise_multiple:g}x rule)")
 
     def __repr__(self) -> str:
         return self.table()

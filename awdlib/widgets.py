@@ -82,3 +82,57 @@ def trigger_explorer(curves: dict, n: int = 5, max_n: int = 10, ylabel: str = "v
     names = widgets.Dropdown(options=list(curves), description="curve")
     window = widgets.IntSlider(value=n, min=0, max=max_n, description="n", continuous_update=False)
     return widgets.interactive(show, curve=names, n=window)
+
+
+def ar_tar_explorer(raw, p: float = 0.4, feature: int = 0, steps: int = 20, seed: int = 0):
+    """Sliders for AR's ``alpha`` and TAR's ``beta`` (paper Section 4.6) over recorded last-layer
+    outputs ``raw`` of shape ``(time, features)``: the two penalties' values, and where ``steps``
+    steps of gradient descent on the penalties alone would pull one feature's trajectory. AR pulls
+    every value toward 0; TAR pulls neighbouring steps toward each other (a smoother curve). The step
+    size shrinks as alpha and beta grow (to keep the descent stable), so the picture shows the
+    *balance* of the two pulls.
+
+    AR sees the output after a locked dropout mask of rate ``p`` (one mask for all steps, seeded), as
+    in training; TAR sees the raw output.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .regularize import activation_regularization, temporal_activation_regularization
+
+    raw = raw.detach().unsqueeze(1)  # (time, 1, features): the regularisers' layout
+    generator = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(1, 1, raw.size(2), generator=generator) >= p).float() / (1 - p)
+
+    def penalties(h, alpha, beta):
+        return (activation_regularization(h * mask, alpha), temporal_activation_regularization(h, beta))
+
+    def show(alpha: float, beta: float):
+        h = raw.clone().requires_grad_(True)
+        # per element, AR's curvature is 2·alpha·mask² and TAR's at most 8·beta: a step of a quarter
+        # of the inverse keeps the descent stable
+        lr = 0.25 / (2 * alpha * mask.max().item() ** 2 + 8 * beta + 1e-9)
+        for _ in range(steps):  # descend on AR + TAR only, to see where they pull
+            grad, = torch.autograd.grad(sum(penalties(h, alpha, beta)), h)
+            with torch.no_grad():
+                h -= lr * grad * h.numel()  # the penalties are means: undo the 1/numel
+        ar, tar = penalties(raw, alpha, beta)
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3), width_ratios=[1, 3])
+        left.bar(["AR", "TAR"], [ar.item(), tar.item()], color=["C0", "C1"])
+        left.set_title(f"penalties on the recorded outputs\nAR {ar.item():.4f}, TAR {tar.item():.4f}",
+                       fontsize=9)
+        kept = "kept" if mask[0, 0, feature] else "dropped by the mask, so AR ignores it"
+        right.plot(raw[:, 0, feature], color="0.5", label=f"recorded h_t, feature {feature} ({kept})")
+        right.plot(h.detach()[:, 0, feature], color="C3",
+                   label=f"after {steps} steps on alpha·AR + beta·TAR alone")
+        right.axhline(0, color="k", lw=0.5)
+        right.set_xlabel("time step t")
+        right.legend(fontsize=8)
+        right.set_title("where the penalties pull: AR toward 0, TAR toward a smooth curve", fontsize=9)
+        plt.show()
+
+    def slider(value, name):
+        return widgets.FloatSlider(value=value, min=0.0, max=4.0, step=0.25, description=name,
+                                   continuous_update=False)
+    return widgets.interactive(show, alpha=slider(2.0, "alpha"), beta=slider(1.0, "beta"))

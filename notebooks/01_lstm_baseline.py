@@ -9,7 +9,7 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -43,7 +43,9 @@ progress = False  # True: a live progress bar per epoch while training
 
 # %% tags=["nbval-ignore-output"]
 # %matplotlib inline
+import copy
 import math
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import torch
@@ -51,12 +53,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import awdlib
-from awdlib.plots import plot_curves
+from awdlib.experiments import ladder_run, read_runs
+from awdlib.generate import generate
+from awdlib.plots import plot_curves, plot_study
 
 torch.set_num_threads(threads)
 preset = awdlib.PRESETS[scale]
 corpus = preset.corpus()
-ladder = awdlib.Ladder.for_scale(scale)
 baseline = preset.plain().with_train(progress=progress)
 print(preset.description)
 print("model:", {k: baseline.model[k] for k in ("emb_size", "hidden_size", "n_layers", "wdrop", "dropout")})
@@ -129,15 +132,69 @@ print(f"untrained perplexity is within 5% of the vocabulary size (a uniform gues
       f"{abs(untrained / len(corpus.vocab) - 1) < 0.05}")
 
 # %% [markdown]
+# ## The training step, from scratch
+# One step of the paper's recipe for one window of `seq_len` tokens (Sections 4.1 and 5):
+# 1. **detach** the hidden state carried over from the previous window, so gradients stop at the window's
+#    start (truncated BPTT);
+# 2. **rescale the learning rate** to $\text{lr} \cdot \text{seq\_len} / \text{bptt}$, so short windows take
+#    proportionally smaller steps;
+# 3. the **loss**: mean cross-entropy of the window's targets (AR and TAR join it in notebook 04);
+# 4. **clip** the gradient's global norm to 0.25;
+# 5. an **SGD step** with weight decay: $w \leftarrow w - \text{lr}\,(g + \lambda w)$.
+
+# %%
+def train_epoch_from_scratch(model, grid, c, generator):
+    """One epoch of plain SGD over a batchified grid, as in the paper; c is a TrainConfig."""
+    hidden = model.init_hidden(grid.size(1))
+    for inputs, targets, seq_len in awdlib.bptt_batches(grid, c.bptt, True, generator):
+        hidden = [(h.detach(), cell.detach()) for h, cell in hidden]  # 1. truncated BPTT
+        lr = c.lr * seq_len / c.bptt  # 2. longer windows, larger steps
+        out = model(inputs, hidden)
+        hidden = out.hidden
+        loss = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())  # 3.
+        model.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)  # 4.
+        with torch.no_grad():
+            for w in model.parameters():  # 5. SGD with weight decay
+                w -= lr * (w.grad + c.weight_decay * w)
+
+# %% [markdown]
+# `awdlib.Trainer` runs the same step inside its epoch loop (with progress, checkpoints and the
+# regularisers of later notebooks around it). Train two copies of one model for one epoch on just
+# enough training text for three windows, from the same window lengths, and compare the weights. (Over
+# many steps at lr 30 the two would drift apart by float rounding alone: `w -= lr * (...)` and
+# `torch.optim.SGD` round differently in the last bit, and training amplifies such differences.)
+
+# %%
+c = replace(baseline.train, epochs=1, progress=False, log_epochs=False)
+n_tokens = 3 * c.batch_size * c.bptt + 1
+few = awdlib.Corpus(corpus.vocab, corpus.train[:n_tokens], corpus.valid[:2000], corpus.test[:2000])
+torch.manual_seed(0)
+ours_model = awdlib.AWDLSTM(baseline.model_config(len(corpus.vocab)))
+trainer_model = copy.deepcopy(ours_model)
+train_epoch_from_scratch(ours_model, awdlib.batchify(few.train, c.batch_size), c,
+                         torch.Generator().manual_seed(c.seed))
+awdlib.Trainer(trainer_model, few, c).fit()
+gap = max((a - b).abs().max().item() for a, b in zip(ours_model.parameters(),
+                                                     trainer_model.parameters()))
+print(f"max |ours - Trainer| over all weights after one epoch < 1e-5: {gap < 1e-5}")
+
+# %% [markdown]
 # ## Measure: train it
 # Plain SGD with the paper's optimisation settings (learning rate 30 scaled by window length, gradient
 # norm clipped at 0.25, weight decay $1.2\times10^{-6}$, variable BPTT around 70), no dropout of any kind.
-# At demo scale: the first 10% of PTB's training text, a 100/200 model, 20 epochs on 2 CPU cores (a few
-# minutes); validation on the whole validation split after every epoch.
+# At demo scale: the first 10% of PTB's training text, a 100/200 model, at most 40 epochs, stopped after
+# 8 epochs without a better validation perplexity (the rule every rung of the ladder follows); validation
+# on the first half of the validation split after every epoch.
+#
+# This is seed 141 of the ladder study (`python -m awdlib experiment ladder`, see `README.md` here): the
+# cell loads that run's checkpoint when the study has run, and otherwise trains it now (about 10 minutes
+# at demo scale on a laptop CPU).
 
 # %% tags=["nbval-ignore-output"]
-trainer = baseline.trainer(corpus, checkpoint_dir=f"results/checkpoints/{scale}/plain")
-history = trainer.fit()
+trainer = ladder_run(scale, "plain LSTM", seed=141, threads=threads)
+history = trainer.history
 
 # %% [markdown]
 # ### See it: the curves
@@ -152,34 +209,47 @@ plt.show()
 # %% tags=["nbval-ignore-output"]
 best = history.best()
 last = history.records[-1]
-print(f"best validation perplexity {best['valid_ppl']:.1f} at epoch {best['epoch']} of {last['epoch']}")
+print(f"best validation perplexity {best['valid_ppl']:.1f} at epoch {best['epoch']} of {last['epoch']} "
+      f"({history.stop_reason or 'epoch cap reached'})")
 print(f"last epoch: train {last['train_ppl']:.1f}, valid {last['valid_ppl']:.1f} "
       f"(valid / train = {last['valid_ppl'] / last['train_ppl']:.2f})")
-print(f"training time {sum(history.column('seconds')):.0f} s, "
-      f"{sum(history.column('tokens_per_s')) / len(history.records):,.0f} tokens/s on {threads} thread(s)")
+
+# %% [markdown]
+# ## What a perplexity of ~300 reads like
+# Text sampled from the best weights, one word at a time from the model's own distribution
+# (`awdlib.generate`, temperature 1). Local word order is often plausible; meaning across more than a
+# few words is not. Notebook 05 samples from the full AWD-LSTM at the same scale.
+
+# %% tags=["nbval-ignore-output"]
+print(generate(trainer.model, corpus.vocab, n_words=60, seed=1))
 
 # %% [markdown]
 # ## The first rung of the ladder
-# The best validation weights (kept in `best.pt`) are scored on the test split with batch size 1, as in the
-# paper, and recorded as the first rung of the results ladder. Each later notebook adds one technique on
-# top of this one and appends its rung.
+# The best validation weights (kept in `best.pt`) are scored on the test split with batch size 1, as in
+# the paper. The ladder study ran this configuration with three seeds; the table gives mean ± standard
+# deviation over them, and the plot each seed. Each later notebook adds one technique on top of this one.
 
 # %% tags=["nbval-ignore-output"]
-ladder.record_trainer("plain LSTM", trainer, rung=1, notebook="01")
+ladder = awdlib.Ladder.for_scale(scale)  # the study's summary (this run included)
 print(ladder.table(upto=1))
+plot_study(ladder, read_runs(f"results/ladder-{scale}.runs.jsonl"), ["plain LSTM"])
+plt.show()
 
 # %% [markdown]
 # ## Takeaways
 # - A tied-weight LSTM stack and perplexity each take a few lines; `awdlib.AWDLSTM` with every dropout at
-#   zero is exactly this model.
-# - Without regularisation the model overfits even this small slice of PTB within a few epochs: look at
-#   where the validation curve above turns up while training perplexity keeps falling (at demo scale the
-#   noise between epochs is large; see the printout for the best epoch).
+#   zero is exactly this model, and the training step is a dozen lines that `awdlib.Trainer` runs as is.
+# - Without regularisation the model overfits even this small slice of PTB: look at where the validation
+#   curve above turns up while training perplexity keeps falling (the printout gives the best epoch).
+#   Epoch-to-epoch noise at lr 30 is large, so the best epoch moves by a few epochs from seed to seed.
 # - The paper's answer is not a smaller model but regularisation that targets the LSTM's recurrence and
 #   inputs (notebooks 02–04), and an optimiser that averages late iterates (05).
 #
 # ## Exercises
-# 1. *Predict, then run:* halve `hidden_size` with `baseline.with_model(hidden_size=100)`. Will the best
-#    validation perplexity get better or worse, and will the overfitting start earlier or later?
-# 2. Train with `with_train(lr=10)`. The paper uses 30 with clipping at 0.25; what does the lower rate do to
-#    the first epochs and to the best epoch?
+# 1. *Predict, then run:* halve `hidden_size` with `baseline.with_model(hidden_size=100)` and train it
+#    with `baseline.with_model(hidden_size=100).trainer(corpus).fit()`. Will the best validation
+#    perplexity get better or worse, and will the overfitting start earlier or later?
+# 2. Train with `baseline.with_train(lr=10)`. The paper uses 30 with clipping at 0.25; what does the lower
+#    rate do to the first epochs and to the best epoch?
+# 3. In `train_epoch_from_scratch`, drop the `.detach()` of step 1 and run the check cell. What error do
+#    you get, and why does truncated BPTT need it?

@@ -5,7 +5,7 @@ import pytest
 
 import awdlib
 from awdlib import experiments
-from awdlib.experiments import LADDER, ladder_configs, ladder_rows, read_runs, run_study, summarize
+from awdlib.experiments import LADDER, ladder_configs, ladder_rows, run_study, summarize
 
 
 def differences(a: awdlib.Preset, b: awdlib.Preset) -> dict:

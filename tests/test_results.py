@@ -1,39 +1,35 @@
 import json
 
-import pytest
-
 import awdlib
-from awdlib.train import evaluate, perplexity
+from awdlib.experiments import ladder_rows
 
 
-def test_ladder_upserts_by_name_keeps_rung_order_and_persists(tmp_path):
-    ladder = awdlib.Ladder(tmp_path / "ladder.json")
-    ladder.record("+ weight drop", 300.0, 290.0, rung=2)
-    ladder.record("plain LSTM", 320.0, 310.0, rung=1)
-    ladder.record("+ weight drop", 299.0, 289.0, rung=2)  # a re-run replaces its row
-    rows = json.loads((tmp_path / "ladder.json").read_text())
-    assert [(r["name"], r["valid_ppl"]) for r in rows] == [("plain LSTM", 320.0), ("+ weight drop", 299.0)]
-    assert awdlib.Ladder(tmp_path / "ladder.json").get("+ weight drop")["test_ppl"] == 289.0
+def runs(name, values):
+    return [{"name": name, "seed": seed, "valid_ppl": v, "test_ppl": v - 10.0, "epochs": 3,
+             "seconds": 1.0} for seed, v in enumerate(values, start=141)]
 
 
-def test_table_can_stop_at_a_rung(tmp_path):
-    ladder = awdlib.Ladder(tmp_path / "ladder.json")
-    for rung, name in enumerate(["plain LSTM", "+ weight drop", "+ locked dropout"], start=1):
-        ladder.record(name, 300.0 - rung, None, rung=rung)
-    assert "+ locked dropout" in ladder.table()
+def write_ladder(tmp_path, rows):
+    path = tmp_path / "ladder-x.json"
+    path.write_text(json.dumps(rows))
+    return awdlib.Ladder.for_scale("x", tmp_path)
+
+
+def test_table_gives_mean_and_std_and_stops_at_a_rung(tmp_path):
+    ladder = write_ladder(tmp_path, ladder_rows(runs("plain LSTM", [310.0, 320.0, 330.0])
+                                                + runs("+ weight drop", [300.0, 301.0, 302.0])
+                                                + runs("+ locked dropout", [280.0, 290.0, 285.0])))
     table = ladder.table(upto=2)
-    assert "+ weight drop" in table and "+ locked dropout" not in table
+    assert "320.00 ± 10.00" in table and "301.00 ± 1.00" in table and "+ locked dropout" not in table
+    assert "-11.1" in table  # the paper's change for weight drop (Table 3: 71.1 -> 60.0)
+    assert "+ locked dropout" in ladder.table()
 
 
-def test_record_trainer_scores_the_best_checkpoint_on_test(tiny_corpus, tmp_path):
-    preset = awdlib.PRESETS["smoke"].with_train(log_epochs=False, epochs=3)
-    trainer = preset.trainer(tiny_corpus, checkpoint_dir=tmp_path / "run")
-    trainer.fit()
-    row = awdlib.Ladder(tmp_path / "ladder.json").record_trainer("run", trainer, rung=1,
-                                                                notebook="test")
-    best = awdlib.checkpoint.load_model(tmp_path / "run" / "best.pt")
-    c = preset.train
-    expected = perplexity(evaluate(best, tiny_corpus.test, c.bptt, c.test_batch_size))
-    assert row["test_ppl"] == pytest.approx(expected, abs=0.01)
-    assert row["valid_ppl"] == pytest.approx(trainer.history.best()["valid_ppl"], abs=0.01)
-    assert len(row["valid_curve"]) == row["epochs"] == 3
+def test_compare_measures_the_change_against_the_larger_seed_std(tmp_path):
+    ladder = write_ladder(tmp_path, ladder_rows(runs("plain LSTM", [310.0, 320.0, 330.0])
+                                                + runs("+ weight drop", [300.0, 301.0, 302.0])
+                                                + runs("+ locked dropout", [260.0, 270.0, 280.0])))
+    assert "(-19.00), 1.9 times" in ladder.compare("+ weight drop", "plain LSTM")
+    assert "does not clear the noise" in ladder.compare("+ weight drop", "plain LSTM")
+    assert "clears the noise" in ladder.compare("+ locked dropout", "+ weight drop")
+    assert "not both in the ladder" in ladder.compare("+ AR/TAR", "plain LSTM")
