@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import awdlib
+from awdlib.__main__ import main
 from awdlib.cache import cache_distribution
+from awdlib.checkpoint import load_model
 from awdlib.generate import sample_words
 
 
@@ -210,3 +212,52 @@ def test_generation_rejects_bad_cache_settings(tiny_model_and_corpus, bad, messa
     model, corpus = tiny_model_and_corpus
     with pytest.raises(ValueError, match=message):
         sample_words(model, corpus.vocab, 3, seed=0, **bad)
+
+
+# -------------------------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def smoke_checkpoint(tmp_path_factory):
+    """One epoch of the smoke preset on real PTB, checkpointed by the command line."""
+    folder = tmp_path_factory.mktemp("smoke-cache")
+    assert main(["--threads", "1", "train", "--preset", "smoke", "--epochs", "1",
+                 "--checkpoint-dir", str(folder), "--no-download"]) == 0
+    return folder / "best.pt"
+
+
+def test_cache_command_prints_the_perplexity_of_evaluate_with_cache(smoke_checkpoint, capsys):
+    assert main(["cache", str(smoke_checkpoint), "--split", "valid", "--window", "50", "--theta",
+                 "0.5", "--lambdah", "0.2", "--bptt", "37"]) == 0
+    out = capsys.readouterr().out
+    plain, cached = (float(x) for x in re.search(r"perplexity ([\d.]+) without the cache, "
+                                                  r"([\d.]+) with", out).groups())
+    valid = awdlib.PRESETS["smoke"].corpus().valid
+    model = load_model(smoke_checkpoint)
+    assert cached == pytest.approx(math.exp(awdlib.evaluate_with_cache(model, valid, 50, 0.5, 0.2)),
+                                   abs=0.01)
+    assert plain == pytest.approx(math.exp(awdlib.evaluate(model, valid, 70, 1)), abs=0.01)
+
+
+def test_cache_command_search_reports_valid_then_test_at_the_best_point(smoke_checkpoint, capsys):
+    assert main(["cache", str(smoke_checkpoint), "--search", "--window", "100", "--thetas", "0.3",
+                 "2", "--lambdahs", "0", "0.05", "0.3"]) == 0
+    out = capsys.readouterr().out
+    corpus, model = awdlib.PRESETS["smoke"].corpus(), load_model(smoke_checkpoint)
+    best = awdlib.search_cache(awdlib.cache_inputs(model, corpus.valid), (0.3, 2.0), (0, 0.05, 0.3),
+                               (100,)).best
+    assert f"{math.exp(best['loss']):.2f} at the best of 6 points" in out
+    test = awdlib.evaluate_with_cache(model, corpus.test, 100, best["theta"], best["lambdah"])
+    assert (f"test: perplexity {math.exp(awdlib.evaluate(model, corpus.test, 70, 1)):.2f} without the "
+            f"cache, {math.exp(test):.2f} with it") in out
+    assert f"window 100, theta {best['theta']:g}, lambdah {best['lambdah']:g};" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--window", "0"], "error: --window must be an integer >= 1"),
+    (["--theta", "nan"], "error: --theta must be a finite number"),
+    (["--lambdah", "1.5"], "error: --lambdah must be between 0 and 1"),
+    (["--search", "--lambdahs", "0.1", "-2"], "error: --lambdahs: lambdah must be between 0 and 1"),
+])
+def test_cache_command_rejects_bad_values_in_one_line(smoke_checkpoint, capsys, flags, message):
+    assert main(["cache", str(smoke_checkpoint), *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
