@@ -61,48 +61,72 @@ def check_cache_params(window: int, theta: float, lambdah: float, history: str =
 def _default_block(window: int) -> int:
     # Each block of queries scores against block + window keys: a short block wastes little on the
     # masked triangle, a long one saves per-block overhead. Memory: block x (block + window) scores.
-    return max(64, min(512, window // 2))
+    return max(32, min(256, window // 4))
 
 
-def cache_log_probs(hiddens: torch.Tensor, targets: torch.Tensor, window: int, theta: float, *,
+def cache_log_probs(hiddens: torch.Tensor, targets: torch.Tensor, window: int, theta, *,
                     history: str = "paper", past_hiddens: torch.Tensor | None = None,
                     past_targets: torch.Tensor | None = None,
                     block_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log p_cache(targets[t] | t), uses_cache)``, both ``(T,)``: the first half of
-    :func:`cache_pointer_nll`, independent of ``lambdah`` (a search re-mixes it for every ``lambdah``).
+    """``(log p_cache(targets[t] | t), uses_cache)``: the first half of :func:`cache_pointer_nll`,
+    independent of ``lambdah`` (a search re-mixes it for every ``lambdah``).
 
-    The log-probability is ``-inf`` where the target never occurred in the window, and meaningless
-    where ``uses_cache`` is False (no history under the chosen rule; the plain softmax applies there).
-    Computed in blocks of ``block_size`` queries, each against its ``block_size + window`` keys, with
-    a log-sum-exp over the window: memory ``O(block_size * (block_size + window))``, not ``O(T^2)``.
+    ``log p_cache`` is ``(T,)`` for one ``theta``, ``(len(theta), T)`` for a sequence of them (the
+    scores ``h_t . h_i`` are then computed once for all). It is ``-inf`` where the target never
+    occurred in the window, and meaningless where ``uses_cache`` ``(T,)`` is False (no history under
+    the chosen rule; the plain softmax applies there). Computed in blocks of ``block_size`` queries,
+    each against its ``block_size + window`` keys, with a log-sum-exp over the window: memory
+    ``O(block_size * (block_size + window))``, not ``O(T^2)``.
     """
+    thetas = [float(th) for th in theta] if isinstance(theta, (list, tuple)) else [float(theta)]
     T = len(targets)
     if past_hiddens is None:
         past_hiddens = hiddens.new_zeros(0, hiddens.size(1))
         past_targets = targets.new_zeros(0)
     past_hiddens, past_targets = past_hiddens[-window:], past_targets[-window:]
     P = len(past_targets)
-    keys = torch.cat([past_hiddens.to(hiddens.dtype), hiddens])  # (P + T, H): h_i
-    next_words = torch.cat([past_targets.to(targets.dtype), targets])  # (P + T,): x_{i+1}
+    keys, next_words = hiddens, targets  # (P + T, H): h_i and (P + T,): x_{i+1}
+    if P:
+        keys = torch.cat([past_hiddens.to(hiddens.dtype), hiddens])
+        next_words = torch.cat([past_targets.to(targets.dtype), targets])
     block = block_size or _default_block(window)
-    log_p = hiddens.new_full((T,), -math.inf)
+    log_p = hiddens.new_full((len(thetas), T), -math.inf)
+    # exp(score - top) is computed with score - top clamped at log(tiny): no denormals (slow on CPUs)
+    # and no exp(-inf). A clamped score adds at most `tiny` to the sums, which the normaliser (>= 1)
+    # does not see; a row whose target mass is that small is redone exactly with log-sum-exp.
+    floor = math.log(torch.finfo(hiddens.dtype).tiny)
+    exact_below = torch.finfo(hiddens.dtype).tiny * 1e13
+    band = {}  # the masks depend only on the block's geometry: build them once per shape
     for a in range(0, T, block):
         b = min(a + block, T)
         lo, hi = max(0, P + a - window), P + b - 1  # the keys some query in [a, b) attends to
         if hi <= lo:
             continue
-        scores = theta * hiddens[a:b] @ keys[lo:hi].T  # (b - a, hi - lo): theta h_t . h_i
-        query = P + torch.arange(a, b, device=hiddens.device).unsqueeze(1)
-        key = torch.arange(lo, hi, device=hiddens.device).unsqueeze(0)
-        outside = (key >= query) | (key < query - window)  # keep t - window <= i < t
-        scores = scores.masked_fill(outside, -math.inf)
-        log_norm = torch.logsumexp(scores, dim=1)
-        hit = next_words[lo:hi].unsqueeze(0) == targets[a:b].unsqueeze(1)
-        log_hit = torch.logsumexp(scores.masked_fill(~hit, -math.inf), dim=1)
-        log_p[a:b] = log_hit - log_norm.clamp_min(torch.finfo(scores.dtype).min)
+        shape = (b - a, hi - lo, P + a - lo)
+        if shape not in band:
+            query = P + a - lo + torch.arange(b - a, device=hiddens.device).unsqueeze(1)
+            key = torch.arange(hi - lo, device=hiddens.device).unsqueeze(0)
+            outside = (key >= query) | (key < query - window)  # keep t - window <= i < t
+            band[shape] = outside, hiddens.new_zeros(outside.shape).masked_fill_(outside, -math.inf)
+        outside, minus_inf_outside = band[shape]
+        dots = hiddens[a:b] @ keys[lo:hi].T  # (b - a, hi - lo): h_t . h_i
+        drop = next_words[lo:hi].unsqueeze(0) != targets[a:b].unsqueeze(1)
+        drop |= outside  # keys that are not the target, or not in the window
+        for j, th in enumerate(thetas):
+            scores = torch.add(minus_inf_outside, dots, alpha=th)  # theta h_t . h_i in the window
+            top = scores.amax(dim=1, keepdim=True).clamp_min(torch.finfo(scores.dtype).min)
+            weights = scores.sub_(top).clamp_min_(floor).exp_()
+            norm = weights.sum(dim=1)  # >= 1 wherever there is history
+            mass = weights.masked_fill_(drop, 0.0).sum(dim=1)  # 0 exactly when no key is a hit
+            log_p[j, a:b] = mass.log() - norm.log()
+            redo = (mass > 0) & (mass < exact_below)
+            if redo.any():  # rare: every hit far below the top score; torch's log-sum-exp
+                exact = torch.add(minus_inf_outside[redo], dots[redo], alpha=th)
+                log_p[j, a:b][redo] = torch.logsumexp(exact.masked_fill(drop[redo], -math.inf), 1) \
+                    - torch.logsumexp(exact, 1)
     n_history = (P + torch.arange(T, device=hiddens.device)).clamp_max(window)
     uses_cache = n_history >= (window if history == "official" else 1)
-    return log_p, uses_cache
+    return (log_p if isinstance(theta, (list, tuple)) else log_p[0]), uses_cache
 
 
 def mix_nll(target_log_probs: torch.Tensor, log_p_cache: torch.Tensor, uses_cache: torch.Tensor,

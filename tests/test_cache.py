@@ -62,6 +62,19 @@ def test_large_scores_stay_finite_and_match_in_float64_and_float32():
     torch.testing.assert_close(single.double(), expected, atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_hit_far_below_the_top_score_keeps_its_exact_weight(dtype):
+    # step 2 attends to step 0 (score 1000, a miss) and step 1 (score 0, the hit): p_cache = e^-1000,
+    # which exp() cannot represent; the softmax gives the target e^-999
+    hiddens = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=dtype)
+    targets = torch.tensor([0, 2, 2])
+    log_probs = torch.log_softmax(torch.tensor([[0.0, -999.0, -999.0]] * 3, dtype=dtype), dim=1)
+    nll = awdlib.cache_pointer_nll(log_probs, hiddens, targets, 5, 1000.0, 0.5)
+    # -log(0.5 e^-999 + 0.5 e^-1000), from the log-probabilities as given
+    expected = -(math.log(0.5) + log_probs[2, 2].item() + math.log1p(math.exp(-1.0)))
+    assert nll[2].item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_target_never_in_the_window_costs_log_of_one_minus_lambda_not_nan():
     log_probs, hiddens, _ = random_inputs(T=5)
     targets = torch.tensor([0, 1, 2, 3, 4])  # every target new
