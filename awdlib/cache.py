@@ -61,7 +61,7 @@ def check_cache_params(window: int, theta: float, lambdah: float, history: str =
 def _default_block(window: int) -> int:
     # Each block of queries scores against block + window keys: a short block wastes little on the
     # masked triangle, a long one saves per-block overhead. Memory: block x (block + window) scores.
-    return max(32, min(256, window // 4))
+    return max(32, min(128, window // 4))
 
 
 def cache_log_probs(hiddens: torch.Tensor, targets: torch.Tensor, window: int, theta, *,
@@ -289,8 +289,9 @@ def search_cache(inputs: CacheInputs, thetas=(0.1, 0.2, 0.3, 0.5, 0.662, 0.8, 1.
                  windows=(500,), *, history: str = "paper",
                  block_size: int | None = None) -> CacheSearch:
     """Grid search of ``(window, theta, lambdah)`` on precomputed :func:`cache_inputs` (validation
-    data, as in the paper). The cache's attention is computed once per ``(window, theta)``; every
-    ``lambdah`` is then only a re-mix (:func:`mix_nll`). Ties go to the first grid point."""
+    data, as in the paper). The scores ``h_t . h_i`` are computed once per window for all thetas, the
+    cache's probabilities once per ``(window, theta)``; every ``lambdah`` is then only a re-mix
+    (:func:`mix_nll`). Ties go to the first grid point."""
     windows, thetas, lambdahs = [int(w) for w in windows], [float(t) for t in thetas], \
         [float(lam) for lam in lambdahs]
     if not (windows and thetas and lambdahs):
@@ -299,12 +300,11 @@ def search_cache(inputs: CacheInputs, thetas=(0.1, 0.2, 0.3, 0.5, 0.662, 0.8, 1.
         check_cache_params(window, theta, lambdah, history)
     losses = torch.empty(len(windows), len(thetas), len(lambdahs), dtype=torch.float64)
     for w, window in enumerate(windows):
-        for k, theta in enumerate(thetas):
-            log_p_cache, uses = cache_log_probs(inputs.hiddens, inputs.targets, window, theta,
-                                                history=history, block_size=block_size)
-            for j, lambdah in enumerate(lambdahs):
-                nll = mix_nll(inputs.target_log_probs, log_p_cache, uses, lambdah)
-                losses[w, k, j] = nll.double().mean()
+        log_p_cache, uses = cache_log_probs(inputs.hiddens, inputs.targets, window, thetas,
+                                            history=history, block_size=block_size)
+        for k, j in itertools.product(range(len(thetas)), range(len(lambdahs))):
+            nll = mix_nll(inputs.target_log_probs, log_p_cache[k], uses, lambdahs[j])
+            losses[w, k, j] = nll.double().mean()
     w, k, j = (int(i) for i in torch.unravel_index(losses.argmin(), losses.shape))
     best = dict(window=windows[w], theta=thetas[k], lambdah=lambdahs[j], loss=losses[w, k, j].item())
     plain = -inputs.target_log_probs.double().mean().item()

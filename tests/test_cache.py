@@ -274,3 +274,11 @@ def test_cache_command_rejects_bad_values_in_one_line(smoke_checkpoint, capsys, 
     assert main(["cache", str(smoke_checkpoint), *flags]) == 1
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_several_thetas_at_once_equal_one_at_a_time():
+    _, hiddens, targets = random_inputs(T=80)
+    together, uses = awdlib.cache.cache_log_probs(hiddens, targets, 30, [0.0, 0.5, 2.0])
+    for k, theta in enumerate([0.0, 0.5, 2.0]):
+        alone, _ = awdlib.cache.cache_log_probs(hiddens, targets, 30, theta)
+        torch.testing.assert_close(together[k][uses], alone[uses])
