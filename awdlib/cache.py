@@ -1,12 +1,14 @@
 """The continuous cache pointer (Grave, Joulin & Usunier, 2016) on top of a trained AWD-LSTM.
 
-The AWD-LSTM paper (Merity et al., 2017, Section 5, "Pointer models") adds it after training; it needs no
-training of its own. With ``h_t`` the last LSTM layer's output at step ``t`` (the vector fed to the tied
-softmax) and ``x_{i+1}`` the word that followed step ``i``, the cache at step ``t`` holds the pairs
+The AWD-LSTM paper (Merity et al., 2017, "Pointer models") adds it after training; it needs no training
+of its own. With ``h_t`` the last LSTM layer's output at step ``t`` (the vector fed to the tied softmax)
+and ``x_{i+1}`` the word that followed step ``i``, the cache at step ``t`` holds the pairs
 ``(h_i, x_{i+1})`` of the last ``window`` steps before ``t`` and (Grave et al., eq. 2 and 3)::
 
-    p_cache(w | t) = sum_{i in window} 1{x_{i+1} = w} exp(theta h_t . h_i) / sum_{i in window} exp(theta h_t . h_i)
+    p_cache(w | t) = sum_i 1{x_{i+1} = w} exp(theta h_t . h_i) / sum_i exp(theta h_t . h_i)
     p(w | t)       = (1 - lambdah) p_vocab(w | h_t) + lambdah p_cache(w | t)
+
+with both sums over ``t - window <= i < t``.
 
 The official settings, tuned on validation data: PTB window 500, theta 1.0, lambdah 0.1 (the paper's
 text says window 2000); WikiText-2 window 3785, theta 0.662, lambdah 0.1279 (:data:`OFFICIAL_SETTINGS`).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -44,13 +47,13 @@ HISTORY_RULES = ("paper", "official")
 def check_cache_params(window: int, theta: float, lambdah: float, history: str = "paper") -> None:
     """Raise ``ValueError`` naming the bad value: ``window`` an integer >= 1, ``theta`` finite,
     ``0 <= lambdah <= 1``, ``history`` one of ``"paper"``, ``"official"``."""
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
         raise ValueError(f"window must be an integer >= 1 (the number of earlier steps the cache "
                          f"holds), got {window!r}")
-    if not isinstance(theta, (int, float)) or not math.isfinite(theta):
+    if not isinstance(theta, numbers.Real) or not math.isfinite(theta):
         raise ValueError(f"theta must be a finite number (the flatness of the cache's attention; "
                          f"the official runs use 0.662-1.0), got {theta!r}")
-    if not isinstance(lambdah, (int, float)) or not 0 <= lambdah <= 1:
+    if not isinstance(lambdah, numbers.Real) or not 0 <= lambdah <= 1:
         raise ValueError(f"lambdah must be between 0 and 1 (the cache's weight in the mix; "
                          f"0 switches the cache off), got {lambdah!r}")
     if history not in HISTORY_RULES:
@@ -146,7 +149,7 @@ def cache_pointer_nll(log_probs: torch.Tensor, hiddens: torch.Tensor, targets: t
                       past_targets: torch.Tensor | None = None,
                       block_size: int | None = None) -> torch.Tensor:
     """Per-token negative log-likelihood ``(T,)`` of the cache-mixed distribution (module docstring;
-    Grave et al. 2016, eq. 2-3; Merity et al. 2017, Section 5).
+    Grave et al. 2016, eq. 2-3; Merity et al. 2017, "Pointer models").
 
     ``log_probs`` is the model's log-softmax ``(T, V)``, or ``(T,)`` already gathered at the targets;
     ``hiddens`` ``(T, H)`` the vectors the decoder saw; ``targets`` ``(T,)``. The cache at step ``t``
@@ -154,7 +157,8 @@ def cache_pointer_nll(log_probs: torch.Tensor, hiddens: torch.Tensor, targets: t
     history there is (step 0 has none: plain softmax); ``"official"`` uses the plain softmax until
     ``window`` earlier steps exist, as the official code does. ``past_hiddens`` / ``past_targets``
     are the steps before these (e.g. the previous chunk's), so that a split scored chunk by chunk
-    gives the same result as scored whole. ``lambdah = 0`` returns exactly ``-log_probs[t, targets[t]]``.
+    gives the same result as scored whole. ``lambdah = 0`` returns exactly the plain NLL
+    ``-log_probs[t, targets[t]]``.
     """
     check_cache_params(window, theta, lambdah, history)
     if not (len(hiddens) == len(targets) == len(log_probs)):
