@@ -100,19 +100,20 @@ def cache_log_probs(hiddens: torch.Tensor, targets: torch.Tensor, window: int, t
     # target mass is that small is redone exactly with log-sum-exp.
     floor = math.log(torch.finfo(hiddens.dtype).tiny) + 10
     exact_below = math.exp(floor) * 1e13
-    band = {}  # the masks depend only on the block's geometry: build them once per shape
+    band_shape = band = None  # the masks depend only on the block's geometry: reuse them while it holds
     for a in range(0, T, block):
         b = min(a + block, T)
         lo, hi = max(0, P + a - window), P + b - 1  # the keys some query in [a, b) attends to
         if hi <= lo:
             continue
         shape = (b - a, hi - lo, P + a - lo)
-        if shape not in band:
+        if shape != band_shape:
             query = P + a - lo + torch.arange(b - a, device=hiddens.device).unsqueeze(1)
             key = torch.arange(hi - lo, device=hiddens.device).unsqueeze(0)
             outside = (key >= query) | (key < query - window)  # keep t - window <= i < t
-            band[shape] = outside, hiddens.new_zeros(outside.shape).masked_fill_(outside, -math.inf)
-        outside, minus_inf_outside = band[shape]
+            band_shape, band = shape, (outside, hiddens.new_zeros(outside.shape)
+                                       .masked_fill_(outside, -math.inf))
+        outside, minus_inf_outside = band
         dots = hiddens[a:b] @ keys[lo:hi].T  # (b - a, hi - lo): h_t . h_i
         drop = next_words[lo:hi].unsqueeze(0) != targets[a:b].unsqueeze(1)
         drop |= outside  # keys that are not the target, or not in the window

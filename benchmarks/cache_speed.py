@@ -163,7 +163,7 @@ def main() -> None:
             times.append(time.perf_counter() - tic)
         rate = count / statistics.median(times)
         diff = (loop_nll - nll[start : start + count]).abs().max().item()
-        print(f"| {name} | {count:,} | {statistics.median(times):.2f} | {rate:,.0f} | "
+        print(f"| {name} | {count:,} | {statistics.median(times):.2f} | {rate:,.3g} | "
               f"{vec_rate / rate:,.0f}x | {diff:.1e} |", flush=True)
 
 if __name__ == "__main__":
