@@ -5,6 +5,8 @@ Notebook and download extras (matplotlib, ipywidgets, pooch) are imported lazily
 and ``python -m awdlib`` need only torch, numpy and tqdm.
 """
 
+from .cache import (CacheInputs, CacheSearch, cache_attention, cache_inputs, cache_pointer_nll,
+                    evaluate_with_cache, search_cache)
 from .data import Corpus, Vocab, batchify, bptt_batches, load_corpus, synthetic_corpus
 from .dropout import LockedDropout, WeightDrop, dropconnect_mask, embedding_dropout
 from .model import AWDLSTM, AWDLSTMConfig, AWDLSTMOutput
@@ -17,9 +19,10 @@ from .train import History, TrainConfig, Trainer, evaluate, perplexity
 __version__ = "0.1.0"
 
 __all__ = [
-    "AWDLSTM", "AWDLSTMConfig", "AWDLSTMOutput", "Corpus", "History", "Ladder", "LockedDropout",
-    "NTASGD", "NonMonotonicTrigger", "PRESETS", "Preset", "TrainConfig", "Trainer", "Vocab",
-    "WeightDrop", "activation_regularization", "averaged_weights", "batchify", "bptt_batches",
-    "dropconnect_mask", "embedding_dropout", "evaluate", "load_corpus", "perplexity", "synthetic_corpus",
-    "temporal_activation_regularization",
+    "AWDLSTM", "AWDLSTMConfig", "AWDLSTMOutput", "CacheInputs", "CacheSearch", "Corpus", "History",
+    "Ladder", "LockedDropout", "NTASGD", "NonMonotonicTrigger", "PRESETS", "Preset", "TrainConfig",
+    "Trainer", "Vocab", "WeightDrop", "activation_regularization", "averaged_weights", "batchify",
+    "bptt_batches", "cache_attention", "cache_inputs", "cache_pointer_nll", "dropconnect_mask",
+    "embedding_dropout", "evaluate", "evaluate_with_cache", "load_corpus", "perplexity", "search_cache",
+    "synthetic_corpus", "temporal_activation_regularization",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m awdlib {data,train,finetune,evaluate,generate,experiment}``.
+"""Command line: ``python -m awdlib {data,train,finetune,evaluate,cache,generate,experiment}``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     python -m awdlib train --preset demo --checkpoint-dir runs/demo --epochs 30 --resume
     python -m awdlib finetune --checkpoint-dir runs/demo --epochs 5
     python -m awdlib evaluate runs/demo/best.pt --split test
+    python -m awdlib cache runs/demo/best.pt --search
     python -m awdlib generate runs/demo/best.pt --words 40 --temperature 0.8 --seed 1
     python -m awdlib experiment ladder --preset demo --seeds 141 142 143 --workers 2
 
@@ -383,6 +384,43 @@ def cmd_evaluate(args) -> None:
         raise NotFiniteError(f"the {args.split} loss is {loss}: {why}; evaluate another checkpoint")
 
 
+def cmd_cache(args) -> None:
+    from .cache import OFFICIAL_SETTINGS, cache_inputs, check_cache_params, search_cache
+
+    device = check_device(args.device)
+    state = load_state(args.checkpoint, device)
+    preset = run_preset(Path(args.checkpoint).parent, state)
+    settings = {**OFFICIAL_SETTINGS[preset.dataset],
+                **{k: v for k, v in vars(args).items() if k in ("window", "theta", "lambdah")
+                   and v is not None}}
+    grid = [("--", settings)] + [("--thetas: ", dict(settings, theta=t)) for t in args.thetas] \
+        + [("--lambdahs: ", dict(settings, lambdah=lam)) for lam in args.lambdahs]
+    for prefix, point in grid if args.search else grid[:1]:
+        try:
+            check_cache_params(**point)
+        except ValueError as exc:
+            raise CommandError(f"{prefix}{exc.args[0]}") from None
+    if args.bptt < 1:
+        raise CommandError(f"--bptt must be >= 1, got {args.bptt}")
+    corpus = load_run_corpus(preset, args)
+    model = model_from_state(state, device, args.checkpoint)
+    if args.search:
+        result = search_cache(cache_inputs(model, corpus.valid, args.bptt), args.thetas, args.lambdahs,
+                              [settings["window"]])
+        settings = {k: result.best[k] for k in ("window", "theta", "lambdah")}
+        print(f"valid: perplexity {perplexity(result.plain_loss):.2f} without the cache, "
+              f"{perplexity(result.best['loss']):.2f} at the best of {result.losses.numel()} points")
+        split = "test"
+    else:
+        split = args.split
+    inputs = cache_inputs(model, getattr(corpus, split), args.bptt)
+    loss = inputs.loss(**settings)
+    plain = -inputs.target_log_probs.double().mean().item()
+    print(f"{split}: perplexity {perplexity(plain):.2f} without the cache, {perplexity(loss):.2f} with "
+          f"it (loss {loss:.4f}; window {settings['window']}, theta {settings['theta']:g}, lambdah "
+          f"{settings['lambdah']:g}; {len(inputs.targets):,} tokens of {corpus.name}, batch 1)")
+
+
 def cmd_generate(args) -> None:
     from .generate import generate
 
@@ -469,6 +507,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--batch-size", type=positive_int,
                    help="default: the run's test/eval batch size")
+    device_flag(p)
+
+    p = command("cache", cmd_cache, "perplexity with the continuous cache pointer (batch 1); "
+                "defaults: the official settings for the run's corpus")
+    p.add_argument("checkpoint", help="a .pt file written by train or finetune")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument("--window", type=int, help="earlier steps in the cache (PTB 500, WikiText-2 3785)")
+    p.add_argument("--theta", type=float, help="attention sharpness (PTB 1.0, WikiText-2 0.662)")
+    p.add_argument("--lambdah", type=float, help="the cache's weight (PTB 0.1, WikiText-2 0.1279)")
+    p.add_argument("--search", action="store_true", help="grid-search theta and lambdah on valid at "
+                   "--window, then report test at the best point")
+    p.add_argument("--thetas", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.662, 0.8, 1.0])
+    p.add_argument("--lambdahs", type=float, nargs="+",
+                   default=[0.0, 0.05, 0.075, 0.1, 0.1279, 0.15, 0.2, 0.3])
+    p.add_argument("--bptt", type=int, default=256, help="chunk length (does not change the result)")
     device_flag(p)
 
     p = command("generate", cmd_generate, "sample text from a checkpoint")
