@@ -98,8 +98,8 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
 
     trainer.fit()
     row = {"name": name, "seed": seed, **result()}
-    trigger = trainer.optimizer.trigger.fired_at
-    row["trigger_epoch"] = None if trigger is None else trigger + 1
+    trigger = trainer.optimizer.trigger.fired_at  # NT-ASGD's switch (the trigger also runs under SGD)
+    row["trigger_epoch"] = trigger + 1 if trigger is not None and trainer.optimizer.averaging else None
     if preset.finetune_epochs:
         trainer.finetune(preset.finetune_epochs)
         row["finetuned"] = result()
