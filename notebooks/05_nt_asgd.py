@@ -274,7 +274,8 @@ for r in nt_train:
 # (its best is at epoch 40), and with $n = 5$ the rule waits for five checks without one. So this
 # NT-ASGD run *is* the SGD run, and the table of averaged against raw epochs is empty. The trigger
 # figure shows that $n = 2$ would have switched after epoch 14. The averaging still gets its turn: in
-# fine-tuning, below.
+# fine-tuning, below. Whether the trigger fired with the study's other seeds is printed under the
+# ladder at the end of this notebook.
 #
 # ## The three optimisers
 #
@@ -339,6 +340,8 @@ print(ladder.table())
 print(ladder.compare("+ NT-ASGD", "+ AR/TAR"))
 print(ladder.compare("+ fine-tuning", "+ NT-ASGD"))
 print(ladder.compare("+ fine-tuning", "plain LSTM"))
+print("NT-ASGD switched after epoch (by seed; None: not within the cap):",
+      {r["seed"]: r["trigger_epoch"] for r in runs if r["name"] == "+ NT-ASGD"})
 plot_study(ladder, runs, ["+ AR/TAR", "+ NT-ASGD", "+ fine-tuning"])
 plt.show()
 
