@@ -64,8 +64,8 @@ def plot_ladder(rows, upto: int | None = None, ax=None, key: str = "valid_ppl",
                 title: str | None = None):
     """The ladder as mean ± standard deviation over seeds (bars) with each seed's value (dots), one
     line per rung, on a linear axis zoomed to the data so that differences of a few points show."""
-    ax = _axes(ax, figsize=(6, 0.45 * len(rows) + 1.2))
     rows = [r for r in rows if upto is None or r.get("rung", 0) <= upto][::-1]
+    ax = _axes(ax, figsize=(6, 0.45 * len(rows) + 1.2))
     for y, row in enumerate(rows):
         seeds = row.get(f"{key}_seeds", [row[key]])
         ax.errorbar(row[key], y, xerr=row.get(f"{key}_std") or 0, fmt="s", color="C0", capsize=4)
@@ -110,13 +110,10 @@ def _shared_prefix(a: list, b: list) -> int:
 
 def plot_study(ladder, runs, names, title: str | None = None):
     """Two panels for a notebook's rungs: every seed's validation curve of ``names`` (from the study's
-    ``runs``, else the ladder rows' own curves) and the ladder up to the last of them, mean ± std."""
+    ``runs``) and the ladder up to the last of them, mean ± std."""
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), width_ratios=[3, 2])
-    if not runs:  # no study at this scale: the ladder's one-seed rows carry their curves
-        runs = [{"name": r["name"], "seed": 0, "valid_curve": r["valid_curve"]}
-                for r in ladder.rows if r.get("valid_curve")]
     plot_seed_curves(runs, names, ax=left, title=title)
     rungs = [ladder.get(name)["rung"] for name in names if ladder.get(name)]
     if rungs:
