@@ -1,7 +1,7 @@
 """Experiment runner: named configurations x seeds at one scale, one JSON line per finished run.
 
 A study is a dict of named :class:`~awdlib.presets.Preset` s (:func:`ladder_configs` builds the results
-ladder of notebooks 01-05). :func:`run_study` trains every (configuration, seed) pair to its own best
+ladder of notebooks 01-05, :func:`ablation_configs` the paper's ablation table of notebook 08). :func:`run_study` trains every (configuration, seed) pair to its own best
 validation loss within the preset's epoch cap, under the same early-stopping rule for all
 (``patience``), so compute and data are matched across configurations. Each finished run is appended
 to a JSON Lines file at once; a study started again skips the runs already in that file, so it can be
@@ -23,7 +23,8 @@ from statistics import mean, stdev
 
 import torch
 
-from .presets import Preset
+from .checks import require
+from .presets import PRESETS, Preset
 
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
 
@@ -34,12 +35,28 @@ LADDER = ("plain LSTM", "+ weight drop", "+ locked dropout", "+ embedding dropou
           "+ NT-ASGD", "+ fine-tuning")
 
 
-# The paper's Table 3 (PTB validation perplexity): the full model, and each "– X" row with technique X
-# removed. A rung's "paper" change is what removing its technique cost at full scale.
-PAPER_PTB_VALID = {"AWD-LSTM": 60.0, "– fine-tuning": 60.7, "– NT-ASGD": 66.3,
-                   "– variable sequence lengths": 61.3, "– embedding dropout": 65.1,
-                   "– weight decay": 63.7, "– AR/TAR": 62.7, "– full sized embedding": 68.0,
-                   "– weight-dropping": 71.1}
+# The paper's model ablation table: validation / test perplexity of the full
+# model and of each "– X" row, with technique X removed, on PTB and WikiText-2.
+PAPER_ABLATION = {
+    "ptb": {"AWD-LSTM": {"valid": 60.0, "test": 57.3}, "– fine-tuning": {"valid": 60.7, "test": 58.8},
+            "– NT-ASGD": {"valid": 66.3, "test": 63.7},
+            "– variable sequence lengths": {"valid": 61.3, "test": 58.9},
+            "– embedding dropout": {"valid": 65.1, "test": 62.7},
+            "– weight decay": {"valid": 63.7, "test": 61.0}, "– AR/TAR": {"valid": 62.7, "test": 60.3},
+            "– full sized embedding": {"valid": 68.0, "test": 65.6},
+            "– weight-dropping": {"valid": 71.1, "test": 68.9}},
+    "wikitext-2": {"AWD-LSTM": {"valid": 68.6, "test": 65.8},
+                   "– fine-tuning": {"valid": 69.1, "test": 66.0},
+                   "– NT-ASGD": {"valid": 73.3, "test": 69.7},
+                   "– variable sequence lengths": {"valid": 69.3, "test": 66.2},
+                   "– embedding dropout": {"valid": 71.1, "test": 68.1},
+                   "– weight decay": {"valid": 71.9, "test": 68.7},
+                   "– AR/TAR": {"valid": 73.2, "test": 70.1},
+                   "– full sized embedding": {"valid": 73.7, "test": 70.7},
+                   "– weight-dropping": {"valid": 78.4, "test": 74.9}},
+}
+ABLATION = tuple(PAPER_ABLATION["ptb"])  # the paper's row order: the full model first
+PAPER_PTB_VALID = {name: row["valid"] for name, row in PAPER_ABLATION["ptb"].items()}
 PAPER_RUNG_ABLATION = {"+ weight drop": "– weight-dropping", "+ embedding dropout": "– embedding dropout",
                        "+ AR/TAR": "– AR/TAR", "+ NT-ASGD": "– NT-ASGD",
                        "+ fine-tuning": "– fine-tuning"}
@@ -66,6 +83,60 @@ def ladder_configs(preset: Preset) -> dict[str, Preset]:
     configs = dict(zip(LADDER, (plain, weight_drop, locked, embedding, ar_tar)))
     configs["+ NT-ASGD"] = replace(nt_asgd, finetune_epochs=preset.finetune_epochs)
     return configs
+
+
+def ablation_configs(preset: Preset) -> dict[str, Preset]:
+    """The trained configurations of the paper's ablation table at the scale of ``preset``.
+
+    ``"AWD-LSTM"`` is ``preset`` itself: every regulariser, NT-ASGD, then fine-tuning. Each ``"– X"``
+    configuration removes X and nothing else, with the same epochs, early stopping and fine-tuning, so
+    every row still ends in averaged weights. ``"– fine-tuning"`` is no run of its own: it is the
+    full model's runs before their fine-tuning (:func:`ablation_rows`).
+
+    - ``"– NT-ASGD"``: plain SGD at the constant learning rate, never averaging during training; it is
+      still fine-tuned (averaged SGD from its best weights), so that the row removes one technique, as
+      every other row does, and is scored on averaged weights like them. Its result before
+      fine-tuning is kept as well (``before_finetuning`` in the row).
+    - ``"– variable sequence lengths"``: every training window exactly ``bptt`` long
+      (``TrainConfig.variable_bptt = False``), so the learning rate is never rescaled either.
+    - ``"– full sized embedding"``: our reading of Section 4.5 and of the ablation's text. The full
+      model uses a small embedding (400 on PTB) independent of the hidden size (1150), the last LSTM
+      layer sized to the embedding so that the decoder can be tied to it. Removing that means
+      "matching the sizes of the embedding vectors and the hidden states": an embedding as large as
+      the hidden size, every LSTM layer ``hidden_size`` wide, still tied (about 43M parameters at the
+      paper's PTB size instead of 24M). Here: ``emb_size = hidden_size``.
+    - ``"– weight decay"``: ``weight_decay = 0``; ``"– AR/TAR"``: ``alpha = beta = 0``;
+      ``"– embedding dropout"``: ``dropoute = 0``; ``"– weight-dropping"``: ``wdrop = 0``.
+    """
+    full = preset
+    require(preset.train.optimizer == "ntasgd" and preset.finetune_epochs > 0, "the ablation's preset",
+            preset.name, "one with NT-ASGD (train.optimizer 'ntasgd') and fine-tuning "
+            "(finetune_epochs > 0), the full recipe that each row removes one thing from")
+    hidden = preset.model_config(vocab_size=1).hidden_size
+    return {"AWD-LSTM": full,
+            "– NT-ASGD": full.with_train(optimizer="sgd"),
+            "– variable sequence lengths": full.with_train(variable_bptt=False),
+            "– embedding dropout": full.with_model(dropoute=0.0),
+            "– weight decay": full.with_train(weight_decay=0.0),
+            "– AR/TAR": full.with_train(alpha=0.0, beta=0.0),
+            "– full sized embedding": full.with_model(emb_size=hidden),
+            "– weight-dropping": full.with_model(wdrop=0.0)}
+
+
+# Two rows (three with "– fine-tuning") that prove the ablation's code path in seconds at smoke scale.
+ABLATION_SMOKE = ("AWD-LSTM", "– weight-dropping")
+
+
+def study_preset(study: str, scale: str) -> str:
+    """The preset a study runs at a notebook's scale: ``"STUDY-SCALE"`` where there is one (the
+    ablation's ``"ablation-demo"``), else the scale's own."""
+    return f"{study}-{scale}" if f"{study}-{scale}" in PRESETS else scale
+
+
+def study_stem(study: str, preset_name: str) -> str:
+    """The results files' stem (``STEM.json``, ``STEM.runs.jsonl``): ``"STUDY-SCALE"``, where a preset
+    made for the study (``"ablation-demo"``) counts as its scale (``"demo"``)."""
+    return f"{study}-{preset_name.removeprefix(study + '-')}"
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -197,17 +268,24 @@ def read_runs(path: str | Path) -> list[dict]:
 def rung_runs(runs: list[dict], name: str) -> list[dict]:
     """The runs behind one ladder row, by seed: its own, or for ``"+ fine-tuning"`` (when it has none
     of its own) the ``"+ NT-ASGD"`` runs' fine-tuned results."""
-    picked = [r for r in runs if r["name"] == name]
-    if not picked and name in _LADDER_SOURCE:
-        source, stage = _LADDER_SOURCE[name]
-        picked = [{**r[stage], "seed": r["seed"]} for r in runs if r["name"] == source and stage in r]
+    if name in _LADDER_SOURCE and not any(r["name"] == name for r in runs):
+        return stage_runs(runs, *_LADDER_SOURCE[name])
+    return stage_runs(runs, name)
+
+
+def stage_runs(runs: list[dict], name: str, stage: str | None = None) -> list[dict]:
+    """The results of the runs named ``name``, by seed: the whole run's (``stage=None``) or one
+    stage's (``"finetuned"``: after fine-tuning), each with its seed; runs without that stage are left
+    out."""
+    picked = [r if stage is None else {**r[stage], "seed": r["seed"]}
+              for r in runs if r["name"] == name and (stage is None or stage in r)]
     return sorted(picked, key=lambda r: r["seed"])
 
 
-def summarize(runs: list[dict], name: str) -> dict | None:
-    """Mean and sample standard deviation over seeds of one row (see :func:`rung_runs`); None if no
-    run of it has finished."""
-    picked = rung_runs(runs, name)
+def summarize(runs: list[dict], name: str, picked: list[dict] | None = None) -> dict | None:
+    """Mean and sample standard deviation over seeds of one row (see :func:`rung_runs`), or of the
+    results ``picked``; None if no run of it has finished."""
+    picked = rung_runs(runs, name) if picked is None else picked
     if not picked:
         return None
     row = {"seeds": [r["seed"] for r in picked]}
@@ -231,13 +309,37 @@ def ladder_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def ablation_rows(runs: list[dict]) -> list[dict]:
+    """The ablation's rows in the paper's order, from a study's runs: each configuration's results
+    after fine-tuning, and ``"– fine-tuning"`` from the ``"AWD-LSTM"`` runs before it. A row that
+    was fine-tuned also carries ``before_finetuning`` (its runs' results before) and, by seed, the
+    epoch after which NT-ASGD switched to averaging (``trigger_epoch_seeds``; None: it did not)."""
+    rows = []
+    for name in ABLATION:
+        source, stage = ("AWD-LSTM", None) if name == "– fine-tuning" else (name, "finetuned")
+        row = summarize(runs, name, stage_runs(runs, source, stage))
+        if row is None:
+            continue
+        row = {"name": name, **row}
+        if stage:
+            trained = stage_runs(runs, source)
+            before = summarize(runs, name, [r for r in trained if r["seed"] in row["seeds"]])
+            row["before_finetuning"] = {k: v for k, v in before.items()
+                                        if k.startswith(("valid_ppl", "test_ppl"))}
+            row["trigger_epoch_seeds"] = [r.get("trigger_epoch") for r in trained
+                                          if r["seed"] in row["seeds"]]
+        rows.append(row)
+    return rows
+
+
 # study name -> (its configurations from a preset, its summary rows from the runs)
-STUDIES = {"ladder": (ladder_configs, ladder_rows)}
+STUDIES = {"ladder": (ladder_configs, ladder_rows), "ablation": (ablation_configs, ablation_rows)}
 
 
 def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset) -> list[dict]:
     """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at."""
-    scale = {"preset": preset.name, "description": preset.description, "model": preset.model,
+    scale = {"preset": preset.name, "dataset": preset.dataset, "description": preset.description,
+             "model": preset.model,
              "train_fraction": preset.train_fraction, "eval_fraction": preset.eval_fraction,
              "epochs": preset.train.epochs, "patience": preset.train.patience,
              "finetune_epochs": preset.finetune_epochs,
