@@ -540,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(notebook 08; its CPU scale is --preset ablation-demo)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     p.add_argument("--seeds", type=int, nargs="+", default=[141, 142, 143])
-    p.add_argument("--workers", type=int, default=1, help="parallel runs, one torch thread each")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel runs, one torch thread each (0: one after another in this process)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations")
     p.add_argument("--results", default="notebooks/results",
                    help="folder for STUDY-SCALE.runs.jsonl (one line per finished run) and "

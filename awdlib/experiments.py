@@ -236,24 +236,31 @@ def ladder_run(scale: str, name: str, seed: int = 141, results: str | Path = "re
 def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
               checkpoint_root: str | Path, workers: int = 1, root=None, log=print) -> list[dict]:
     """Run every configuration with every seed not yet in ``results`` (JSON Lines); append each
-    finished run's row as it arrives. Returns all rows of the file."""
+    finished run's row as it arrives. Returns all rows of the file. ``workers`` processes run side by
+    side; ``workers=0`` runs one after another in this process (no process start-up: smoke runs)."""
     results = Path(results)
     done = {(r["name"], r["seed"]) for r in read_runs(results)}
     todo = [(name, seed) for name in configs for seed in seeds if (name, seed) not in done]
-    log(f"{len(done)} runs already in {results}; {len(todo)} to go on {workers} worker(s)")
+    log(f"{len(done)} runs already in {results}; {len(todo)} to go on "
+        + (f"{workers} worker(s)" if workers else "this process"))
     results.parent.mkdir(parents=True, exist_ok=True)
 
+    def record(row: dict) -> None:
+        with results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        log(f"{row['name']!r} seed {row['seed']}: valid {row['valid_ppl']:.2f}, test "
+            f"{row['test_ppl']:.2f} (best epoch {row['best_epoch']}/{row['epochs']}, "
+            f"{row['seconds']:.0f} s)")
+
+    if not workers:
+        for name, seed in todo:
+            record(run_one(name, configs[name], seed, run_folder(checkpoint_root, name, seed), root))
+        return read_runs(results)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, name, configs[name], seed,
-                               run_folder(checkpoint_root, name, seed), root): name
-                   for name, seed in todo}
+        futures = [pool.submit(run_one, name, configs[name], seed,
+                               run_folder(checkpoint_root, name, seed), root) for name, seed in todo]
         for future in as_completed(futures):
-            row = future.result()
-            with results.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            log(f"{row['name']!r} seed {row['seed']}: valid {row['valid_ppl']:.2f}, test "
-                f"{row['test_ppl']:.2f} (best epoch {row['best_epoch']}/{row['epochs']}, "
-                f"{row['seconds']:.0f} s)")
+            record(future.result())
     return read_runs(results)
 
 

@@ -5,6 +5,10 @@ import torch
 
 import awdlib
 import awdlib.train as train_module
+from awdlib.experiments import (ABLATION, ABLATION_SMOKE, PAPER_ABLATION, ablation_configs,
+                                study_preset, study_stem, write_summary)
+from awdlib.results import rank_correlation, ranks
+from test_experiments import differences
 
 
 @pytest.mark.parametrize("variable", [True, False])
@@ -37,13 +41,6 @@ def test_variable_bptt_must_be_true_or_false():
 
 
 # ----------------------------------------------------------------------------- the configurations
-from test_experiments import differences  # noqa: E402
-
-from awdlib.experiments import (ABLATION, ABLATION_SMOKE, PAPER_ABLATION, ablation_configs,  # noqa: E402
-                                ablation_rows, study_preset, study_stem, write_summary)
-from awdlib.results import rank_correlation, ranks  # noqa: E402
-
-
 def test_ablation_rows_are_the_papers_labels_and_each_removes_exactly_its_technique():
     smoke = awdlib.PRESETS["smoke"]
     configs = ablation_configs(smoke)
@@ -165,7 +162,8 @@ def test_the_ablation_study_runs_from_the_command_line_at_smoke_scale(tmp_path):
     from awdlib.__main__ import main
 
     assert main(["experiment", "ablation", "--preset", "smoke", "--seeds", "141", "--only",
-                 *ABLATION_SMOKE, "--results", str(tmp_path), "--set", "train.epochs=1"]) == 0
+                 *ABLATION_SMOKE, "--results", str(tmp_path), "--set", "train.epochs=1",
+                 "--workers", "0"]) == 0  # in this process
     ablation = awdlib.Ablation.for_scale("smoke", tmp_path)
     assert [r["name"] for r in ablation.rows] == ["AWD-LSTM", "– fine-tuning", "– weight-dropping"]
     run = json.loads((tmp_path / "ablation-smoke.runs.jsonl").read_text().splitlines()[0])
