@@ -176,6 +176,7 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
     change against the full model's run with that seed); right, the paper's change. A row that has
     not run yet keeps its line, empty."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     names = sorted(ablation.removed, key=ablation.paper_change)
     fig, (ours, paper) = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.6), sharey=True,
@@ -192,13 +193,19 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
             seeds = list(ablation.seed_changes(name).values())
             ours.plot(seeds, [y] * len(seeds), "o", ms=4, color="C1", alpha=0.8)
         paper.barh(y, ablation.paper_change(name), color="C0")
-    ours.set_yticks(range(len(names)), [f"{n} ({len(ablation.get(n)['seeds'])} seeds)"
-                                        if ablation.get(n) else n for n in names])
+    def label(name):
+        seeds = len(ablation.get(name)["seeds"]) if ablation.get(name) else 0
+        return f"{name} ({seeds} seed{'s' * (seeds != 1)})" if seeds else name
+
+    ours.set_yticks(range(len(names)), [label(n) for n in names])
     ours.axvline(0, color="k", lw=0.8)
-    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM (dots: seeds)")
-    ours.set_title(title or f"ours: green/red clear {noise_multiple:g}x the seed std in the paper's "
-                            "direction / the other way; grey: within it", fontsize=9)
-    paper.set_xlabel(f"Δ validation perplexity ({ablation.dataset}, paper)")
+    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM (error bar: seed std; dots: seeds)")
+    ours.legend(handles=[Patch(color="C2", label=f"paper's direction, > {noise_multiple:g} std"),
+                         Patch(color="C3", label=f"opposite direction, > {noise_multiple:g} std"),
+                         Patch(color="0.7", label="within the noise (or one seed)")], fontsize=7)
+    ours.set_title(title or "ours", fontsize=9)
+    dataset = {"ptb": "PTB", "wikitext-2": "WikiText-2"}.get(ablation.dataset, ablation.dataset)
+    paper.set_xlabel(f"Δ validation perplexity (the paper, {dataset})")
     paper.set_title("the paper: what removing each technique cost", fontsize=9)
     for ax in (ours, paper):
         ax.grid(axis="x", alpha=0.3)

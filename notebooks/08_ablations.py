@@ -226,11 +226,11 @@ for row in ablation.rows:
 # ## Δ per removed technique, against the paper's
 #
 # Left: our rise in validation perplexity when each technique is removed, one line per row, sorted by
-# the paper's Δ (right). The bar is the mean over seeds; the error bar the larger of the two rows' seed
+# the paper's Δ (right: largest at the top). The bar is the mean over seeds; the error bar the larger of the two rows' seed
 # standard deviations (a Δ must exceed three of them to count); the dots each seed's Δ against the
 # full model's run with the same seed. Green: the paper's direction beyond the noise; red: the
 # opposite direction beyond it; grey: within it. If our ranking agreed with the paper's, the bars on
-# the left would grow from top to bottom as those on the right do.
+# the left would grow from bottom to top as those on the right do.
 
 # %% tags=["nbval-ignore-output"]
 plot_ablation(ablation, title=f"{preset_name}: seeds {sorted(set(r['seed'] for r in runs))}")
