@@ -202,7 +202,7 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
     ours.set_xlabel("Δ validation perplexity vs AWD-LSTM (error bar: seed std; dots: seeds)")
     ours.legend(handles=[Patch(color="C2", label=f"paper's direction, > {noise_multiple:g} std"),
                          Patch(color="C3", label=f"opposite direction, > {noise_multiple:g} std"),
-                         Patch(color="0.7", label="within the noise (or one seed)")], fontsize=7)
+                         Patch(color="0.7", label="within the noise, or no spread yet")], fontsize=7)
     ours.set_title(title or "ours", fontsize=9)
     dataset = {"ptb": "PTB", "wikitext-2": "WikiText-2"}.get(ablation.dataset, ablation.dataset)
     paper.set_xlabel(f"Δ validation perplexity (the paper, {dataset})")

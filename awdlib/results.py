@@ -193,11 +193,16 @@ class Ablation(Study):
             lines.append(f"{name}: {change:+.2f} validation perplexity (paper {paper:+.1f}){size}: "
                          f"{said[verdict]}.")
         counts = {v: sum(1 for x in verdicts.values() if x == v) for v in said}
+        def count(verdict: str, one: str, many: str) -> str:
+            return f"{counts[verdict]} {one if counts[verdict] == 1 else many}"
+
         lines.append(f"{counts['reproduced']} of {len(verdicts)} rows reproduce the paper's direction "
-                     f"beyond {noise_multiple:g} seed standard deviations, {counts['opposite']} go "
-                     f"the opposite way beyond them, {counts['within noise']} are within the noise"
-                     + (f", {counts['one seed']} have one seed" if counts["one seed"] else "")
-                     + (f", {counts['not run']} have not run" if counts["not run"] else "") + ".")
+                     f"beyond {noise_multiple:g} seed standard deviations, "
+                     f"{count('opposite', 'goes', 'go')} the opposite way beyond them, "
+                     f"{count('within noise', 'is', 'are')} within the noise"
+                     + (f", {count('one seed', 'has', 'have')} one seed" if counts["one seed"] else "")
+                     + (f", {count('not run', 'has', 'have')} not run" if counts["not run"] else "")
+                     + ".")
         rho, names = self.rank_correlation()
         lines.append(f"Spearman rank correlation with the paper's changes over {len(names)} rows: "
                      + ("undefined (fewer than two rows, or a constant ranking)" if rho is None

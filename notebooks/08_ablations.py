@@ -220,8 +220,9 @@ for row in ablation.rows:
 # Two readings of "removing NT-ASGD" sit in those lines. The "– NT-ASGD" row (fine-tuned) removes only
 # the averaging *during training*. The "– NT-ASGD" line before fine-tuning against the "– fine-tuning"
 # line compares plain SGD with NT-ASGD with neither of them fine-tuned. Where the trigger never fired
-# in a seed's run, that run's full model *is* its "– NT-ASGD" run until fine-tuning: the same seed, the
-# same windows and masks, and averaging never changes the SGD iterate (notebook 05).
+# in a seed's full-model run, that run *is* its "– NT-ASGD" run, fine-tuning included: the same seed,
+# the same windows and masks, no averaging before the switch (and averaging never changes the SGD
+# iterate, notebook 05), so fine-tuning starts from the same weights. That seed's Δ is then exactly 0.
 #
 # ## Δ per removed technique, against the paper's
 #

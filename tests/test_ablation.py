@@ -171,3 +171,18 @@ def test_the_ablation_study_runs_from_the_command_line_at_smoke_scale(tmp_path):
     if run["name"] == "AWD-LSTM":
         assert before["valid_ppl_seeds"] == [round(run["valid_ppl"], 2)]
     assert ablation.verdict("– weight-dropping") == "one seed"
+
+
+def test_plot_ablation_keeps_every_row_and_shows_each_rows_seed_count(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from awdlib.plots import plot_ablation
+
+    runs = [run("AWD-LSTM", s, v, v) for s, v in ((141, 300), (142, 310))]
+    runs += [run("– weight-dropping", 141, 380, 370)]
+    _, ablation = study(tmp_path, runs)
+    fig = plot_ablation(ablation)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 8 and labels[-1] == "– weight-dropping (1 seed)"  # the paper's largest on top
+    assert "– fine-tuning (2 seeds)" in labels and "– AR/TAR" in labels  # not run yet: no count
+    matplotlib.pyplot.close(fig)
