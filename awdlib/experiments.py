@@ -349,8 +349,8 @@ def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset
     """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at."""
     scale = {"preset": preset.name, "dataset": preset.dataset, "description": preset.description,
              "model": preset.model, "train_fraction": preset.train_fraction,
-             "eval_fraction": preset.eval_fraction, "epochs": preset.train.epochs, "patience": preset.train.patience,
-             "finetune_epochs": preset.finetune_epochs,
+             "eval_fraction": preset.eval_fraction, "epochs": preset.train.epochs,
+             "patience": preset.train.patience, "finetune_epochs": preset.finetune_epochs,
              "seeds": sorted({r["seed"] for r in runs})}
     rows = [{**row, "scale": scale} for row in STUDIES[study][1](runs)]
     Path(path).write_text(json.dumps(rows, indent=1) + "\n")
