@@ -59,4 +59,5 @@ demo: setup
 
 clean:
 	rm -rf $(VENV) notebooks/results/checkpoints notebooks/results/ladder-smoke.json \
-	  notebooks/results/ladder-smoke.runs.jsonl
+	  notebooks/results/ladder-smoke.runs.jsonl notebooks/results/ablation-smoke.json \
+	  notebooks/results/ablation-smoke.runs.jsonl

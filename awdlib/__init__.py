@@ -13,13 +13,13 @@ from .model import AWDLSTM, AWDLSTMConfig, AWDLSTMOutput
 from .optim import NTASGD, NonMonotonicTrigger, averaged_weights
 from .presets import PRESETS, Preset
 from .regularize import activation_regularization, temporal_activation_regularization
-from .results import Ladder
+from .results import Ablation, Ladder
 from .train import History, TrainConfig, Trainer, evaluate, perplexity
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AWDLSTM", "AWDLSTMConfig", "AWDLSTMOutput", "CacheInputs", "CacheSearch", "Corpus", "History",
+    "AWDLSTM", "AWDLSTMConfig", "Ablation", "AWDLSTMOutput", "CacheInputs", "CacheSearch", "Corpus", "History",
     "Ladder", "LockedDropout", "NTASGD", "NonMonotonicTrigger", "PRESETS", "Preset", "TrainConfig",
     "Trainer", "Vocab", "WeightDrop", "activation_regularization", "averaged_weights", "batchify",
     "bptt_batches", "cache_attention", "cache_inputs", "cache_pointer_nll", "dropconnect_mask",

@@ -10,6 +10,7 @@ Examples::
     python -m awdlib cache runs/demo/best.pt --search
     python -m awdlib generate runs/demo/best.pt --words 40 --temperature 0.8 --seed 1
     python -m awdlib experiment ladder --preset demo --seeds 141 142 143 --workers 2
+    python -m awdlib experiment ablation --preset ablation-demo --seeds 141 142 143 --workers 2
 
 Flags map onto the dataclasses (:class:`~awdlib.presets.Preset`, :class:`~awdlib.train.TrainConfig`,
 :class:`~awdlib.model.AWDLSTMConfig`); ``--set`` reaches any of their fields, and the dataclasses check
@@ -436,7 +437,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_experiment(args) -> None:
-    from .experiments import STUDIES, run_study, write_summary
+    from .experiments import STUDIES, run_study, study_stem, write_summary
 
     preset = apply_settings(PRESETS[args.preset], args.set)
     configs = STUDIES[args.study][0](preset)
@@ -446,7 +447,7 @@ def cmd_experiment(args) -> None:
                            f"it has {', '.join(map(repr, configs))}")
     if args.only:
         configs = {name: configs[name] for name in args.only}
-    stem = Path(args.results) / f"{args.study}-{args.preset}"
+    stem = Path(args.results) / study_stem(args.study, args.preset)
     runs = run_study(configs, args.seeds, stem.with_suffix(".runs.jsonl"),
                      Path(args.results) / "checkpoints" / args.preset / args.study, args.workers,
                      root=args.data_root)
@@ -534,14 +535,18 @@ def build_parser() -> argparse.ArgumentParser:
     device_flag(p)
 
     p = command("experiment", cmd_experiment, "a study: named configurations x seeds, resumable")
-    p.add_argument("study", choices=("ladder",), help="ladder: the rungs of notebooks 01-05")
+    p.add_argument("study", choices=("ladder", "ablation"),
+                   help="ladder: the rungs of notebooks 01-05; ablation: the paper's '– X' table "
+                        "(notebook 08; its CPU scale is --preset ablation-demo)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     p.add_argument("--seeds", type=int, nargs="+", default=[141, 142, 143])
-    p.add_argument("--workers", type=int, default=1, help="parallel runs, one torch thread each")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel runs, one torch thread each (0: one after another in this process)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations")
     p.add_argument("--results", default="notebooks/results",
-                   help="folder for STUDY-PRESET.runs.jsonl (one line per finished run) and "
-                        "STUDY-PRESET.json (the summary)")
+                   help="folder for STUDY-SCALE.runs.jsonl (one line per finished run) and "
+                        "STUDY-SCALE.json (the summary); SCALE is the preset's name, without a "
+                        "leading 'STUDY-' (--preset ablation-demo writes ablation-demo.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="change a preset field for every configuration")
     return parser

@@ -1,8 +1,9 @@
 """Experiment runner: named configurations x seeds at one scale, one JSON line per finished run.
 
 A study is a dict of named :class:`~awdlib.presets.Preset` s (:func:`ladder_configs` builds the results
-ladder of notebooks 01-05). :func:`run_study` trains every (configuration, seed) pair to its own best
-validation loss within the preset's epoch cap, under the same early-stopping rule for all
+ladder of notebooks 01-05, :func:`ablation_configs` the paper's ablation table of notebook 08).
+:func:`run_study` trains every (configuration, seed) pair to its own best validation loss within the
+preset's epoch cap, under the same early-stopping rule for all
 (``patience``), so compute and data are matched across configurations. Each finished run is appended
 to a JSON Lines file at once; a study started again skips the runs already in that file, so it can be
 interrupted and resumed. Runs go to ``workers`` processes with one torch thread each.
@@ -23,7 +24,8 @@ from statistics import mean, stdev
 
 import torch
 
-from .presets import Preset
+from .checks import require
+from .presets import PRESETS, Preset
 
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
 
@@ -34,12 +36,28 @@ LADDER = ("plain LSTM", "+ weight drop", "+ locked dropout", "+ embedding dropou
           "+ NT-ASGD", "+ fine-tuning")
 
 
-# The paper's Table 3 (PTB validation perplexity): the full model, and each "– X" row with technique X
-# removed. A rung's "paper" change is what removing its technique cost at full scale.
-PAPER_PTB_VALID = {"AWD-LSTM": 60.0, "– fine-tuning": 60.7, "– NT-ASGD": 66.3,
-                   "– variable sequence lengths": 61.3, "– embedding dropout": 65.1,
-                   "– weight decay": 63.7, "– AR/TAR": 62.7, "– full sized embedding": 68.0,
-                   "– weight-dropping": 71.1}
+# The paper's model ablation table: validation / test perplexity of the full model and of each "– X"
+# row, the full model with technique X removed, on PTB and WikiText-2.
+PAPER_ABLATION = {
+    "ptb": {"AWD-LSTM": {"valid": 60.0, "test": 57.3}, "– fine-tuning": {"valid": 60.7, "test": 58.8},
+            "– NT-ASGD": {"valid": 66.3, "test": 63.7},
+            "– variable sequence lengths": {"valid": 61.3, "test": 58.9},
+            "– embedding dropout": {"valid": 65.1, "test": 62.7},
+            "– weight decay": {"valid": 63.7, "test": 61.0}, "– AR/TAR": {"valid": 62.7, "test": 60.3},
+            "– full sized embedding": {"valid": 68.0, "test": 65.6},
+            "– weight-dropping": {"valid": 71.1, "test": 68.9}},
+    "wikitext-2": {"AWD-LSTM": {"valid": 68.6, "test": 65.8},
+                   "– fine-tuning": {"valid": 69.1, "test": 66.0},
+                   "– NT-ASGD": {"valid": 73.3, "test": 69.7},
+                   "– variable sequence lengths": {"valid": 69.3, "test": 66.2},
+                   "– embedding dropout": {"valid": 71.1, "test": 68.1},
+                   "– weight decay": {"valid": 71.9, "test": 68.7},
+                   "– AR/TAR": {"valid": 73.2, "test": 70.1},
+                   "– full sized embedding": {"valid": 73.7, "test": 70.7},
+                   "– weight-dropping": {"valid": 78.4, "test": 74.9}},
+}
+ABLATION = tuple(PAPER_ABLATION["ptb"])  # the paper's row order: the full model first
+PAPER_PTB_VALID = {name: row["valid"] for name, row in PAPER_ABLATION["ptb"].items()}
 PAPER_RUNG_ABLATION = {"+ weight drop": "– weight-dropping", "+ embedding dropout": "– embedding dropout",
                        "+ AR/TAR": "– AR/TAR", "+ NT-ASGD": "– NT-ASGD",
                        "+ fine-tuning": "– fine-tuning"}
@@ -66,6 +84,61 @@ def ladder_configs(preset: Preset) -> dict[str, Preset]:
     configs = dict(zip(LADDER, (plain, weight_drop, locked, embedding, ar_tar)))
     configs["+ NT-ASGD"] = replace(nt_asgd, finetune_epochs=preset.finetune_epochs)
     return configs
+
+
+def ablation_configs(preset: Preset) -> dict[str, Preset]:
+    """The trained configurations of the paper's ablation table at the scale of ``preset``.
+
+    ``"AWD-LSTM"`` is ``preset`` itself: every regulariser, NT-ASGD, then fine-tuning. Each ``"– X"``
+    configuration removes X and nothing else, with the same epochs, early stopping and fine-tuning, so
+    every row still ends in averaged weights. ``"– fine-tuning"`` is no run of its own: it is the
+    full model's runs before their fine-tuning (:func:`ablation_rows`).
+
+    - ``"– NT-ASGD"``: plain SGD at the constant learning rate, never averaging during training; it is
+      still fine-tuned (averaged SGD from its best weights), so that the row removes one technique, as
+      every other row does, and is scored on averaged weights like them. Its result before
+      fine-tuning is kept as well (``before_finetuning`` in the row). (The paper's text describes its
+      row as SGD with the learning rate halved by the same non-monotonic criterion; we keep the
+      constant rate: the plain SGD of the ladder's first rungs.)
+    - ``"– variable sequence lengths"``: every training window exactly ``bptt`` long
+      (``TrainConfig.variable_bptt = False``), so the learning rate is never rescaled either.
+    - ``"– full sized embedding"``: our reading of Section 4.5 and of the ablation's text. The full
+      model uses a small embedding (400 on PTB) independent of the hidden size (1150), the last LSTM
+      layer sized to the embedding so that the decoder can be tied to it. Removing that means
+      "matching the sizes of the embedding vectors and the hidden states": an embedding as large as
+      the hidden size, every LSTM layer ``hidden_size`` wide, still tied (about 43M parameters at the
+      paper's PTB size instead of 24M). Here: ``emb_size = hidden_size``.
+    - ``"– weight decay"``: ``weight_decay = 0``; ``"– AR/TAR"``: ``alpha = beta = 0``;
+      ``"– embedding dropout"``: ``dropoute = 0``; ``"– weight-dropping"``: ``wdrop = 0``.
+    """
+    require(preset.train.optimizer == "ntasgd" and preset.finetune_epochs > 0, "the ablation's preset",
+            preset.name, "one with NT-ASGD (train.optimizer 'ntasgd') and fine-tuning "
+            "(finetune_epochs > 0), the full recipe that each row removes one thing from")
+    hidden = preset.model_config(vocab_size=1).hidden_size
+    return {"AWD-LSTM": preset,
+            "– NT-ASGD": preset.with_train(optimizer="sgd"),
+            "– variable sequence lengths": preset.with_train(variable_bptt=False),
+            "– embedding dropout": preset.with_model(dropoute=0.0),
+            "– weight decay": preset.with_train(weight_decay=0.0),
+            "– AR/TAR": preset.with_train(alpha=0.0, beta=0.0),
+            "– full sized embedding": preset.with_model(emb_size=hidden),
+            "– weight-dropping": preset.with_model(wdrop=0.0)}
+
+
+# Two rows (three with "– fine-tuning") that prove the ablation's code path in seconds at smoke scale.
+ABLATION_SMOKE = ("AWD-LSTM", "– weight-dropping")
+
+
+def study_preset(study: str, scale: str) -> str:
+    """The preset a study runs at a notebook's scale: ``"STUDY-SCALE"`` where there is one (the
+    ablation's ``"ablation-demo"``), else the scale's own."""
+    return f"{study}-{scale}" if f"{study}-{scale}" in PRESETS else scale
+
+
+def study_stem(study: str, preset_name: str) -> str:
+    """The results files' stem (``STEM.json``, ``STEM.runs.jsonl``): ``"STUDY-SCALE"``, where a preset
+    made for the study (``"ablation-demo"``) counts as its scale (``"demo"``)."""
+    return f"{study}-{preset_name.removeprefix(study + '-')}"
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -165,24 +238,31 @@ def ladder_run(scale: str, name: str, seed: int = 141, results: str | Path = "re
 def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
               checkpoint_root: str | Path, workers: int = 1, root=None, log=print) -> list[dict]:
     """Run every configuration with every seed not yet in ``results`` (JSON Lines); append each
-    finished run's row as it arrives. Returns all rows of the file."""
+    finished run's row as it arrives. Returns all rows of the file. ``workers`` processes run side by
+    side; ``workers=0`` runs one after another in this process (no process start-up: smoke runs)."""
     results = Path(results)
     done = {(r["name"], r["seed"]) for r in read_runs(results)}
     todo = [(name, seed) for name in configs for seed in seeds if (name, seed) not in done]
-    log(f"{len(done)} runs already in {results}; {len(todo)} to go on {workers} worker(s)")
+    log(f"{len(done)} runs already in {results}; {len(todo)} to go on "
+        + (f"{workers} worker(s)" if workers else "this process"))
     results.parent.mkdir(parents=True, exist_ok=True)
 
+    def record(row: dict) -> None:
+        with results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        log(f"{row['name']!r} seed {row['seed']}: valid {row['valid_ppl']:.2f}, test "
+            f"{row['test_ppl']:.2f} (best epoch {row['best_epoch']}/{row['epochs']}, "
+            f"{row['seconds']:.0f} s)")
+
+    if not workers:
+        for name, seed in todo:
+            record(run_one(name, configs[name], seed, run_folder(checkpoint_root, name, seed), root))
+        return read_runs(results)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, name, configs[name], seed,
-                               run_folder(checkpoint_root, name, seed), root): name
-                   for name, seed in todo}
+        futures = [pool.submit(run_one, name, configs[name], seed,
+                               run_folder(checkpoint_root, name, seed), root) for name, seed in todo]
         for future in as_completed(futures):
-            row = future.result()
-            with results.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            log(f"{row['name']!r} seed {row['seed']}: valid {row['valid_ppl']:.2f}, test "
-                f"{row['test_ppl']:.2f} (best epoch {row['best_epoch']}/{row['epochs']}, "
-                f"{row['seconds']:.0f} s)")
+            record(future.result())
     return read_runs(results)
 
 
@@ -197,17 +277,24 @@ def read_runs(path: str | Path) -> list[dict]:
 def rung_runs(runs: list[dict], name: str) -> list[dict]:
     """The runs behind one ladder row, by seed: its own, or for ``"+ fine-tuning"`` (when it has none
     of its own) the ``"+ NT-ASGD"`` runs' fine-tuned results."""
-    picked = [r for r in runs if r["name"] == name]
-    if not picked and name in _LADDER_SOURCE:
-        source, stage = _LADDER_SOURCE[name]
-        picked = [{**r[stage], "seed": r["seed"]} for r in runs if r["name"] == source and stage in r]
+    if name in _LADDER_SOURCE and not any(r["name"] == name for r in runs):
+        return stage_runs(runs, *_LADDER_SOURCE[name])
+    return stage_runs(runs, name)
+
+
+def stage_runs(runs: list[dict], name: str, stage: str | None = None) -> list[dict]:
+    """The results of the runs named ``name``, by seed: the whole run's (``stage=None``) or one
+    stage's (``"finetuned"``: after fine-tuning), each with its seed; runs without that stage are left
+    out."""
+    picked = [r if stage is None else {**r[stage], "seed": r["seed"]}
+              for r in runs if r["name"] == name and (stage is None or stage in r)]
     return sorted(picked, key=lambda r: r["seed"])
 
 
-def summarize(runs: list[dict], name: str) -> dict | None:
-    """Mean and sample standard deviation over seeds of one row (see :func:`rung_runs`); None if no
-    run of it has finished."""
-    picked = rung_runs(runs, name)
+def summarize(runs: list[dict], name: str, picked: list[dict] | None = None) -> dict | None:
+    """Mean and sample standard deviation over seeds of one row (see :func:`rung_runs`), or of the
+    results ``picked``; None if no run of it has finished."""
+    picked = rung_runs(runs, name) if picked is None else picked
     if not picked:
         return None
     row = {"seeds": [r["seed"] for r in picked]}
@@ -231,16 +318,39 @@ def ladder_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def ablation_rows(runs: list[dict]) -> list[dict]:
+    """The ablation's rows in the paper's order, from a study's runs: each configuration's results
+    after fine-tuning, and ``"– fine-tuning"`` from the ``"AWD-LSTM"`` runs before it. A row that
+    was fine-tuned also carries ``before_finetuning`` (its runs' results before) and, by seed, the
+    epoch after which NT-ASGD switched to averaging (``trigger_epoch_seeds``; None: it did not)."""
+    rows = []
+    for name in ABLATION:
+        source, stage = ("AWD-LSTM", None) if name == "– fine-tuning" else (name, "finetuned")
+        row = summarize(runs, name, stage_runs(runs, source, stage))
+        if row is None:
+            continue
+        row = {"name": name, **row}
+        if stage:
+            trained = stage_runs(runs, source)
+            before = summarize(runs, name, [r for r in trained if r["seed"] in row["seeds"]])
+            row["before_finetuning"] = {k: v for k, v in before.items()
+                                        if k.startswith(("valid_ppl", "test_ppl"))}
+            row["trigger_epoch_seeds"] = [r.get("trigger_epoch") for r in trained
+                                          if r["seed"] in row["seeds"]]
+        rows.append(row)
+    return rows
+
+
 # study name -> (its configurations from a preset, its summary rows from the runs)
-STUDIES = {"ladder": (ladder_configs, ladder_rows)}
+STUDIES = {"ladder": (ladder_configs, ladder_rows), "ablation": (ablation_configs, ablation_rows)}
 
 
 def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset) -> list[dict]:
     """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at."""
-    scale = {"preset": preset.name, "description": preset.description, "model": preset.model,
-             "train_fraction": preset.train_fraction, "eval_fraction": preset.eval_fraction,
-             "epochs": preset.train.epochs, "patience": preset.train.patience,
-             "finetune_epochs": preset.finetune_epochs,
+    scale = {"preset": preset.name, "dataset": preset.dataset, "description": preset.description,
+             "model": preset.model, "train_fraction": preset.train_fraction,
+             "eval_fraction": preset.eval_fraction, "epochs": preset.train.epochs,
+             "patience": preset.train.patience, "finetune_epochs": preset.finetune_epochs,
              "seeds": sorted({r["seed"] for r in runs})}
     rows = [{**row, "scale": scale} for row in STUDIES[study][1](runs)]
     Path(path).write_text(json.dumps(rows, indent=1) + "\n")

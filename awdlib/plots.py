@@ -219,3 +219,45 @@ def plot_cache_grid(search, ax=None, title: str | None = None):
     ax.set_title(title or f"validation perplexity with the cache, window {search.best['window']}",
                  fontsize=9)
     return ax
+def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = None):
+    """Two panels, one line per ``"– X"`` row of an :class:`awdlib.Ablation`, sorted by the paper's
+    change: left, our change in validation perplexity against the full model (bar: mean; error bar:
+    the larger seed standard deviation, the unit of the ``noise_multiple`` rule; dots: each seed's
+    change against the full model's run with that seed); right, the paper's change. A row that has
+    not run yet keeps its line, empty."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    names = sorted(ablation.removed, key=ablation.paper_change)
+    fig, (ours, paper) = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.6), sharey=True,
+                                      width_ratios=[3, 2])
+    colours = {"reproduced": "C2", "opposite": "C3"}
+    for y, name in enumerate(names):
+        change = ablation.change(name)
+        if change is None:
+            ours.text(0, y, " not run yet", va="center", fontsize=8, color="0.4")
+        else:
+            noise = ablation.noise(name, ablation.full) or 0
+            ours.barh(y, change, color=colours.get(ablation.verdict(name, noise_multiple), "0.7"))
+            ours.errorbar(change, y, xerr=noise, fmt="none", ecolor="k", capsize=4)
+            seeds = list(ablation.seed_changes(name).values())
+            ours.plot(seeds, [y] * len(seeds), "o", ms=4, color="C1", alpha=0.8)
+        paper.barh(y, ablation.paper_change(name), color="C0")
+    def label(name):
+        seeds = len(ablation.get(name)["seeds"]) if ablation.get(name) else 0
+        return f"{name} ({seeds} seed{'s' * (seeds != 1)})" if seeds else name
+
+    ours.set_yticks(range(len(names)), [label(n) for n in names])
+    ours.axvline(0, color="k", lw=0.8)
+    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM (error bar: seed std; dots: seeds)")
+    ours.legend(handles=[Patch(color="C2", label=f"paper's direction, > {noise_multiple:g} std"),
+                         Patch(color="C3", label=f"opposite direction, > {noise_multiple:g} std"),
+                         Patch(color="0.7", label="within the noise, or no spread yet")], fontsize=7)
+    ours.set_title(title or "ours", fontsize=9)
+    dataset = {"ptb": "PTB", "wikitext-2": "WikiText-2"}.get(ablation.dataset, ablation.dataset)
+    paper.set_xlabel(f"Δ validation perplexity (the paper, {dataset})")
+    paper.set_title("the paper: what removing each technique cost", fontsize=9)
+    for ax in (ours, paper):
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

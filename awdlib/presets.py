@@ -108,3 +108,16 @@ PRESETS["smoke-wt2"] = replace(PRESETS["smoke"], name="smoke-wt2", dataset="wiki
                                train_fraction=0.003, eval_fraction=0.015, finetune_epochs=0,
                                description="0.3% of WikiText-2 train, 1.5% of valid/test, tiny model, "
                                            "2 epochs (seconds)")
+
+# The ablation study of notebook 08 (8 trained configurations x 3 seeds, two runs at a time on one
+# thread each) within 3 hours on 2 CPU cores. The demo's model, recipe and early stopping, on half its
+# training text and half its validation and test text, at most 32 epochs and 5 of fine-tuning. A demo
+# epoch took ~37 s with two runs side by side (~32 s of training, ~5 s of validation); here ~18.5 s,
+# so a run takes at most 37 x 18.5 s plus two tests at batch 1 (~1 min): ~12.4 min; the 3 runs with
+# the full sized embedding cost ~1.5 times that. Worst case (no run stopped early):
+# (21 x 12.4 + 3 x 18.4) / 2 workers ~ 158 minutes (notebooks/README.md).
+PRESETS["ablation-demo"] = replace(
+    PRESETS["demo"], name="ablation-demo", train=replace(PRESETS["demo"].train, epochs=32),
+    train_fraction=0.05, eval_fraction=0.25, finetune_epochs=5,
+    description="first 5% of PTB train, a quarter of valid/test, 100/200 model, at most 32 epochs "
+                "+ 5 of fine-tuning (the ablation study: CPU hours for 24 runs)")

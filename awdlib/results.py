@@ -1,7 +1,8 @@
-"""The results ladder: one row per rung, as mean ± standard deviation over a study's seeds.
+"""The studies' summaries: one row per configuration, as mean ± standard deviation over seeds.
 
-Stored as JSON per scale (``notebooks/results/ladder-demo.json``) by the experiment runner, so every
-notebook can show how its technique compares with the rungs below it without re-training them.
+Stored as JSON per scale by the experiment runner: the results ladder (``notebooks/results/ladder-demo.json``),
+so every notebook can show how its technique compares with the rungs below it without re-training them,
+and the ablation table (``notebooks/results/ablation-demo.json``), read by notebook 08 against the paper's.
 """
 
 from __future__ import annotations
@@ -11,21 +12,53 @@ import os
 from pathlib import Path
 
 
-class Ladder:
-    """The rows of a ladder summary (``notebooks/results/ladder-<scale>.json``, written by
-    :func:`awdlib.experiments.write_summary`): ``{"name", "rung", "valid_ppl", "test_ppl", ...}``,
-    with per-seed values and standard deviations where the study ran several seeds."""
+class Study:
+    """The rows of a study's summary (``notebooks/results/<kind>-<scale>.json``, written by
+    :func:`awdlib.experiments.write_summary`): ``{"name", "valid_ppl", "test_ppl", ...}``, with
+    per-seed values and standard deviations where the study ran several seeds. A missing file gives
+    no rows."""
+
+    kind = "study"
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.rows: list[dict] = json.loads(self.path.read_text()) if self.path.exists() else []
 
     @classmethod
-    def for_scale(cls, scale: str, folder: str | os.PathLike = "results") -> Ladder:
-        return cls(Path(folder) / f"ladder-{scale}.json")
+    def for_scale(cls, scale: str, folder: str | os.PathLike = "results"):
+        return cls(Path(folder) / f"{cls.kind}-{scale}.json")
 
     def get(self, name: str) -> dict | None:
         return next((r for r in self.rows if r["name"] == name), None)
+
+    def compare(self, name: str, baseline: str, noise_multiple: float = 3.0) -> str:
+        """One sentence: the change in mean validation perplexity from ``baseline`` to ``name``,
+        measured against the larger of the two rows' seed standard deviations."""
+        a, b = self.get(name), self.get(baseline)
+        if a is None or b is None:
+            return f"{name!r} vs {baseline!r}: not both in the {self.kind} at this scale yet"
+        change = a["valid_ppl"] - b["valid_ppl"]
+        text = (f"{name} vs {baseline}: mean validation perplexity {b['valid_ppl']:.2f} -> "
+                f"{a['valid_ppl']:.2f} ({change:+.2f})")
+        return text + _noise_verdict(change, self.noise(name, baseline), noise_multiple)
+
+    def noise(self, name: str, baseline: str) -> float | None:
+        """The larger of the two rows' seed standard deviations of validation perplexity (None
+        where neither row has one: a single seed)."""
+        stds = [r.get("valid_ppl_std") for r in (self.get(name), self.get(baseline)) if r]
+        return max([s for s in stds if s] or [0.0]) or None
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def table(self) -> str:
+        raise NotImplementedError
+
+
+class Ladder(Study):
+    """The results ladder: ``{"name", "rung", "valid_ppl", "test_ppl", ...}`` per rung."""
+
+    kind = "ladder"
 
     def table(self, upto: int | None = None) -> str:
         """A fixed-width text table of every rung (or of rungs ``<= upto``): mean ± sample standard
@@ -44,28 +77,163 @@ class Ladder:
                          f"{'' if change is None else f'{-change:+.1f}':>8}")
         return "\n".join(lines)
 
-    def compare(self, name: str, baseline: str, noise_multiple: float = 3.0) -> str:
-        """One sentence: the change in mean validation perplexity from ``baseline`` to ``name``,
-        measured against the larger of the two rows' seed standard deviations."""
-        a, b = self.get(name), self.get(baseline)
-        if a is None or b is None:
-            return f"{name!r} vs {baseline!r}: not both in the ladder at this scale yet"
-        change = a["valid_ppl"] - b["valid_ppl"]
-        text = (f"{name} vs {baseline}: mean validation perplexity {b['valid_ppl']:.2f} -> "
-                f"{a['valid_ppl']:.2f} ({change:+.2f})")
-        noise = max(a.get("valid_ppl_std") or 0.0, b.get("valid_ppl_std") or 0.0)
-        if not noise:
-            return text + "; one seed each, so no estimate of the noise"
-        verdict = ("clears" if abs(change) > noise_multiple * noise else "does not clear")
-        return (text + f", {abs(change) / noise:.1f} times the larger seed standard deviation "
-                f"({noise:.2f}): {verdict} the noise ({noise_multiple:g}x rule)")
-
-    def __repr__(self) -> str:
-        return self.table()
-
 
 def _mean_std(row: dict, key: str) -> str:
     if row.get(key) is None:
         return ""
     std = row.get(f"{key}_std")
     return f"{row[key]:.2f}" + ("" if std is None else f" ± {std:.2f}")
+
+
+def _noise_verdict(change: float, noise: float | None, noise_multiple: float) -> str:
+    """The end of a comparison's sentence: how many seed standard deviations ``change`` is, and
+    whether it clears ``noise_multiple`` of them."""
+    if not noise:
+        return "; one seed each, so no estimate of the noise"
+    verdict = "clears" if abs(change) > noise_multiple * noise else "does not clear"
+    return (f", {abs(change) / noise:.1f} times the larger seed standard deviation ({noise:.2f}): "
+            f"{verdict} the noise ({noise_multiple:g}x rule)")
+
+
+class Ablation(Study):
+    """The ablation table (``notebooks/results/ablation-<scale>.json``): the full model
+    (``"AWD-LSTM"``) and each ``"– X"`` row, read against the paper's table for the study's dataset
+    (:data:`awdlib.experiments.PAPER_ABLATION`). A change is a row's mean validation perplexity minus
+    the full model's: positive means removing X hurt, as it did in the paper."""
+
+    kind = "ablation"
+    full = "AWD-LSTM"
+
+    @property
+    def dataset(self) -> str:
+        return self.rows[0].get("scale", {}).get("dataset", "ptb") if self.rows else "ptb"
+
+    @property
+    def removed(self) -> list[str]:
+        """The ``"– X"`` rows, in the paper's order, whether or not they have run yet."""
+        from .experiments import ABLATION
+        return [name for name in ABLATION if name != self.full]
+
+    def paper_change(self, name: str, key: str = "valid") -> float:
+        """The paper's change in ``key`` ("valid" or "test") perplexity when X was removed."""
+        from .experiments import PAPER_ABLATION
+        paper = PAPER_ABLATION[self.dataset]
+        return round(paper[name][key] - paper[self.full][key], 1)
+
+    def change(self, name: str) -> float | None:
+        """Our change in mean validation perplexity; None until both rows have a run."""
+        row, full = self.get(name), self.get(self.full)
+        return None if row is None or full is None else round(row["valid_ppl"] - full["valid_ppl"], 2)
+
+    def seed_changes(self, name: str) -> dict[int, float]:
+        """The change seed by seed, for the seeds both rows have (same seed: same initial weights
+        and the same first batches)."""
+        row, full = self.get(name), self.get(self.full)
+        if row is None or full is None:
+            return {}
+        mine = dict(zip(row["seeds"], row["valid_ppl_seeds"]))
+        return {s: round(mine[s] - v, 2) for s, v in zip(full["seeds"], full["valid_ppl_seeds"])
+                if s in mine}
+
+    def verdict(self, name: str, noise_multiple: float = 3.0) -> str:
+        """``"reproduced"`` (the paper's direction, beyond ``noise_multiple`` times the larger seed
+        standard deviation), ``"opposite"`` (the other way, beyond it), ``"within noise"``,
+        ``"one seed"`` (no estimate of the noise) or ``"not run"``."""
+        change = self.change(name)
+        if change is None:
+            return "not run"
+        noise = self.noise(name, self.full)
+        if not noise:
+            return "one seed"
+        if abs(change) <= noise_multiple * noise:
+            return "within noise"
+        return "reproduced" if (change > 0) == (self.paper_change(name) > 0) else "opposite"
+
+    def table(self) -> str:
+        """Every row: mean ± sample standard deviation over seeds, the number of seeds, our change in
+        validation perplexity against the full model, and the paper's."""
+        lines = [f"{'configuration':<28} {'valid ppl':>17} {'test ppl':>17} {'seeds':>5} "
+                 f"{'Δ valid':>8} {'paper Δ':>8}"]
+        for r in self.rows:
+            change = self.change(r["name"]) if r["name"] != self.full else None
+            paper = self.paper_change(r["name"]) if r["name"] != self.full else None
+            lines.append(f"{r['name']:<28} {_mean_std(r, 'valid_ppl'):>17} "
+                         f"{_mean_std(r, 'test_ppl'):>17} {len(r['seeds']):>5} "
+                         f"{'' if change is None else f'{change:+.2f}':>8} "
+                         f"{'' if paper is None else f'{paper:+.1f}':>8}")
+        return "\n".join(lines)
+
+    def rank_correlation(self) -> tuple[float | None, list[str]]:
+        """Spearman's rank correlation between our changes and the paper's, over the rows that have
+        run, and those rows' names."""
+        names = [n for n in self.removed if self.change(n) is not None]
+        return (rank_correlation([self.change(n) for n in names],
+                                 [self.paper_change(n) for n in names]), names)
+
+    def reading(self, noise_multiple: float = 3.0) -> list[str]:
+        """Plain sentences generated from the numbers: one per ``"– X"`` row, then the count of rows
+        by verdict and the rank correlation with the paper."""
+        full = self.get(self.full)
+        if full is None:
+            return [f"The full model ({self.full}) has no finished run at this scale yet, so no row "
+                    "can be compared with it."]
+        said = {"reproduced": "the paper's direction, beyond the noise",
+                "opposite": "the opposite of the paper's direction, beyond the noise",
+                "within noise": "within the noise", "one seed": "one seed, so no noise estimate",
+                "not run": "not run yet"}
+        lines, verdicts = [], {}
+        for name in self.removed:
+            verdict = verdicts[name] = self.verdict(name, noise_multiple)
+            change, paper = self.change(name), self.paper_change(name)
+            if change is None:
+                lines.append(f"{name}: {said[verdict]} (paper {paper:+.1f}).")
+                continue
+            noise = self.noise(name, self.full)
+            size = f", {abs(change) / noise:.1f} x the larger seed std ({noise:.2f})" if noise else ""
+            lines.append(f"{name}: {change:+.2f} validation perplexity (paper {paper:+.1f}){size}: "
+                         f"{said[verdict]}.")
+        counts = {v: sum(1 for x in verdicts.values() if x == v) for v in said}
+        def count(verdict: str, one: str, many: str) -> str:
+            return f"{counts[verdict]} {one if counts[verdict] == 1 else many}"
+
+        lines.append(f"{counts['reproduced']} of {len(verdicts)} rows reproduce the paper's direction "
+                     f"beyond {noise_multiple:g} seed standard deviations, "
+                     f"{count('opposite', 'goes', 'go')} the opposite way beyond them, "
+                     f"{count('within noise', 'is', 'are')} within the noise"
+                     + (f", {count('one seed', 'has', 'have')} one seed" if counts["one seed"] else "")
+                     + (f", {count('not run', 'has', 'have')} not run" if counts["not run"] else "")
+                     + ".")
+        rho, names = self.rank_correlation()
+        lines.append(f"Spearman rank correlation with the paper's changes over {len(names)} rows: "
+                     + ("undefined (fewer than two rows, or a constant ranking)" if rho is None
+                        else f"{rho:+.2f}") + ".")
+        return lines
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties sharing the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    result = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            result[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return result
+
+
+def rank_correlation(a: list[float], b: list[float]) -> float | None:
+    """Spearman's rho: the Pearson correlation of the two lists' ranks (ties get mean ranks); None
+    for fewer than two pairs or a constant list."""
+    if len(a) != len(b):
+        raise ValueError(f"rank_correlation needs two lists of one length, got {len(a)} and {len(b)}")
+    if len(a) < 2:
+        return None
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    var_a, var_b = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
+    return None if var_a == 0 or var_b == 0 else cov / (var_a * var_b) ** 0.5

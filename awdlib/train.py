@@ -44,6 +44,7 @@ class TrainConfig:
     seed: int = 141
     time_budget: float | None = None  # seconds of training per fit()/finetune() call
     patience: int | None = None  # stop after this many epochs without a new best validation loss
+    variable_bptt: bool = True  # Section 4.1's random window lengths; False: every window is bptt long
     progress: bool = True  # tqdm progress bars
     log_epochs: bool = True  # one summary line per epoch
 
@@ -65,7 +66,7 @@ class TrainConfig:
                 "none or a number of seconds > 0")
         p = self.patience
         require(p is None or is_int(p) and p >= 1, "train.patience", p, "none or an integer >= 1")
-        for name in ("progress", "log_epochs"):
+        for name in ("variable_bptt", "progress", "log_epochs"):
             require(isinstance(getattr(self, name), bool), f"train.{name}", getattr(self, name),
                     "true or false")
 
@@ -247,7 +248,7 @@ class Trainer:
         start = time.perf_counter()
         bar = _progress(c.progress, total=(self.train_data.size(0) - 1) * c.batch_size,
                         desc=f"epoch {self.epoch + 1}")
-        for inputs, targets, seq_len in bptt_batches(self.train_data, c.bptt, True,
+        for inputs, targets, seq_len in bptt_batches(self.train_data, c.bptt, c.variable_bptt,
                                                      self.batch_generator):
             for group in opt.sgd.param_groups:  # longer windows take larger steps (Section 4.1)
                 group["lr"] = c.lr * seq_len / c.bptt

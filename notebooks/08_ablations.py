@@ -1,0 +1,315 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -papermill,-execution
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · Ablations: what each technique is worth, at a scale a CPU can run
+#
+# Notebooks 01–05 built the AWD-LSTM by *adding* one technique at a time (the results ladder). The
+# paper measures the techniques the other way round: it trains the full model, then trains it again
+# with **one technique removed**, and reports how much worse each "– X" model is. A technique that
+# matters shows up as a large rise in perplexity when it is taken away; one that another technique
+# can stand in for shows up as a small one.
+#
+# This notebook runs that table with the same library, on a CPU, with several seeds, and reads our
+# numbers against the paper's: which removals hurt beyond the seed-to-seed noise, and whether our
+# ordering of the techniques agrees with the paper's.
+
+# %% tags=["parameters"]
+import os
+scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": the ablation study (CPU hours)
+threads = int(os.environ.get("AWDLIB_THREADS", "2"))
+seeds = [141, 142, 143]  # used only when the study has to run here (smoke: the first)
+workers = 2  # runs side by side when the study has to run here, one torch thread each
+
+# %% tags=["nbval-ignore-output"]
+# %matplotlib inline
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+
+import awdlib
+from awdlib.experiments import (ABLATION, ABLATION_SMOKE, PAPER_ABLATION, ablation_configs,
+                                read_runs, run_study, study_preset, study_stem, write_summary)
+from awdlib.plots import plot_ablation
+from awdlib.results import rank_correlation
+
+torch.set_num_threads(threads)
+preset_name = study_preset("ablation", scale)  # the demo scale's study runs at "ablation-demo"
+preset = awdlib.PRESETS[preset_name]
+print(f"scale {scale!r}: preset {preset_name!r}: {preset.description}")
+
+# %% [markdown]
+# ## The paper's table
+#
+# Validation and test perplexity of the paper's best LSTM on Penn Treebank and WikiText-2, and of the
+# same model with one technique removed; Δ is the rise in validation perplexity over the full model.
+
+# %%
+print(f"{'':28} {'PTB valid':>9} {'test':>5} {'Δ valid':>8}   {'WT2 valid':>9} {'test':>5} {'Δ valid':>8}")
+for name in ABLATION:
+    cells = []
+    for dataset in ("ptb", "wikitext-2"):
+        table = PAPER_ABLATION[dataset]
+        row, change = table[name], table[name]["valid"] - table["AWD-LSTM"]["valid"]
+        cells.append(f"{row['valid']:9.1f} {row['test']:5.1f} "
+                     + (f"{change:+8.1f}" if name != "AWD-LSTM" else " " * 8))
+    print(f"{name:28} " + "   ".join(cells))
+
+# %% [markdown]
+# On both datasets removing weight-dropping (DropConnect on the recurrent weights, notebook 02) costs
+# the most, and fine-tuning and variable sequence lengths the least. The middle of the ranking differs
+# between the two datasets: AR/TAR costs more on WikiText-2 than on PTB, weight decay and embedding
+# dropout less. So even at full scale the order is not a law of nature.
+#
+# ## The design
+#
+# Every row is the full recipe with **one thing removed**, trained with the **same seeds**, on the same
+# data, with the same budget: the same epoch cap, the same early stopping (stop after a number of
+# epochs without a better validation loss) and the same fine-tuning afterwards. So every row except
+# "– NT-ASGD" averages its iterates once NT-ASGD's trigger fires, and **every row is fine-tuned**
+# (averaged SGD from its best weights, notebook 05), so every row is scored on averaged weights, which
+# removes most of plain SGD's epoch-to-epoch noise. Each run is scored at its best validation epoch;
+# test perplexity is that checkpoint's, at batch 1, as in the paper.
+#
+# - **AWD-LSTM**: the full recipe: weight drop, locked dropout, embedding dropout, AR/TAR, weight decay,
+#   variable sequence lengths, the small tied embedding, NT-ASGD, then fine-tuning.
+# - **– fine-tuning** costs no run of its own: it is the full model's runs *before* their fine-tuning.
+# - **– NT-ASGD**: plain SGD at the constant learning rate, never averaging during training. We still
+#   fine-tune it: the row should remove one technique, as every other row does, and be scored on
+#   averaged weights like them. (The paper's text describes its "– NT-ASGD" model as SGD whose learning
+#   rate is halved, by the same non-monotonic criterion; we do not decay the learning rate: our row is
+#   the plain SGD of the ladder's rungs 1–5.) The runs' results before fine-tuning are kept too, so
+#   the row without both averaging steps can be read as well (below).
+# - **– variable sequence lengths**: every training window exactly `bptt` long
+#   (`TrainConfig(variable_bptt=False)`) instead of Section 4.1's random lengths (notebook 00); the
+#   learning rate is then never rescaled.
+# - **– embedding dropout**, **– weight-dropping**: that dropout's rate set to 0; **– AR/TAR**: both
+#   penalties' weights set to 0; **– weight decay**: weight decay 0.
+# - **– full sized embedding**, our reading of Section 4.5 and of the paper's ablation text. The full
+#   model's embedding is *smaller* than its hidden state (400 against 1150 on PTB): the first LSTM
+#   layer takes 400-wide inputs and the last one is made 400 wide, so that the decoder can share
+#   (be tied to) the embedding matrix. Removing this means going back to "matching the sizes of the
+#   embedding vectors and the hidden states": an embedding as wide as the hidden size, every LSTM layer
+#   hidden-sized, still tied. At the paper's size that is the "43M parameters" the paper gives for
+#   PTB, against 24M (the cell below counts them); here it means `emb_size = hidden_size`.
+#
+# ## Build the rows, check them against the library
+#
+# Each row as the change it makes to the full recipe, applied with `Preset.with_model` /
+# `Preset.with_train`; `awdlib.experiments.ablation_configs` must give exactly these configurations.
+
+# %% tags=["nbval-ignore-output"]
+hidden = preset.model["hidden_size"]
+removals = {
+    "– NT-ASGD": dict(train=dict(optimizer="sgd")),
+    "– variable sequence lengths": dict(train=dict(variable_bptt=False)),
+    "– embedding dropout": dict(model=dict(dropoute=0.0)),
+    "– weight decay": dict(train=dict(weight_decay=0.0)),
+    "– AR/TAR": dict(train=dict(alpha=0.0, beta=0.0)),
+    "– full sized embedding": dict(model=dict(emb_size=hidden)),
+    "– weight-dropping": dict(model=dict(wdrop=0.0)),
+}
+
+
+def remove(full, model=None, train=None):
+    return full.with_model(**(model or {})).with_train(**(train or {}))
+
+
+ours = {"AWD-LSTM": preset, **{name: remove(preset, **change) for name, change in removals.items()}}
+assert ours == ablation_configs(preset)
+print("the same configurations as ablation_configs(preset):", ours == ablation_configs(preset))
+for name, change in removals.items():
+    print(f"{name:28} {change}")
+
+# %% [markdown]
+# "– full sized embedding" at the paper's PTB size (vocabulary 10,000), against the full model:
+
+# %%
+paper_configs = ablation_configs(awdlib.PRESETS["ptb"])
+for name in ("AWD-LSTM", "– full sized embedding"):
+    model = awdlib.AWDLSTM(paper_configs[name].model_config(vocab_size=10_000))
+    tied = model.decoder.weight is model.encoder.weight
+    print(f"{name:24} embedding {model.encoder.embedding_dim:4d}, LSTM widths "
+          f"{[rnn.module.hidden_size for rnn in model.rnns]}, tied: {tied}, "
+          f"{model.num_parameters() / 1e6:.1f}M parameters")
+del model
+
+# %% [markdown]
+# ## The scale
+#
+# The paper's runs take hours on a GPU each; this study trains 8 configurations with 3 seeds each on a
+# CPU. The demo scale (`"ablation-demo"`) keeps notebook 01–05's 100/200 model, its dropout rates,
+# learning rate and early stopping, on the first 5% of PTB's training text, so that a run takes minutes
+# (`notebooks/README.md` has the arithmetic). At smoke scale (CI) only two configurations with one
+# seed run, which proves the code path in seconds and shows nothing about the techniques.
+
+# %% tags=["nbval-ignore-output"]
+for name, c in ablation_configs(preset).items():
+    model = awdlib.AWDLSTM(c.model_config(vocab_size=10_000))
+    print(f"{name:28} {model.num_parameters() / 1e6:5.2f}M parameters")
+del model
+patience = preset.train.patience
+print(f"every row: at most {preset.train.epochs} epochs"
+      + (f", stopped after {patience} without a better validation loss" if patience else "")
+      + f", then at most {preset.finetune_epochs} epochs of fine-tuning")
+
+# %% [markdown]
+# ## Run the study, or load it
+#
+# The study is one resumable command (the stored results come from it):
+#
+# ```bash
+# python -m awdlib experiment ablation --preset ablation-demo --seeds 141 142 143 --workers 2
+# ```
+#
+# It appends every finished run to `results/ablation-demo.runs.jsonl` and writes the summary
+# `results/ablation-demo.json`. The cell below reads that summary when it is there, even while the
+# study is still going: a row shows how many seeds it has so far. Otherwise it runs the study here
+# with the same runner (at smoke scale: two rows, one seed, in this process).
+
+# %% tags=["nbval-ignore-output"]
+stem = Path("results") / study_stem("ablation", preset_name)
+summary, runs_file = stem.with_suffix(".json"), stem.with_suffix(".runs.jsonl")
+if not summary.exists():
+    configs, run_seeds, run_workers = ablation_configs(preset), seeds, workers
+    if scale == "smoke":
+        configs, run_seeds, run_workers = {n: configs[n] for n in ABLATION_SMOKE}, seeds[:1], 0
+    print(f"no {summary} yet: running {len(configs)} configurations x {len(run_seeds)} seed(s) here")
+    runs = run_study(configs, run_seeds, runs_file, Path("results/checkpoints") / preset_name / "ablation",
+                     workers=run_workers)
+    write_summary("ablation", runs, summary, preset)
+ablation = awdlib.Ablation(summary)
+runs = read_runs(runs_file)
+print(f"{summary}: {len(ablation.rows)} of {len(ABLATION)} rows, from {len(runs)} finished runs")
+
+# %% [markdown]
+# ## Our table
+#
+# Mean ± sample standard deviation over the seeds each row has, our Δ (the row's mean validation
+# perplexity minus the full model's) and the paper's Δ on PTB. Under it: after which epoch NT-ASGD's
+# trigger switched to averaging in each seed's run (None: it did not fire within the epoch cap), and
+# the rows before their fine-tuning.
+
+# %% tags=["nbval-ignore-output"]
+print(ablation.table())
+print()
+print("NT-ASGD switched after epoch, by seed:")
+for row in ablation.rows:
+    if "trigger_epoch_seeds" in row:
+        print(f"  {row['name']:28} {dict(zip(row['seeds'], row['trigger_epoch_seeds']))}")
+print("before fine-tuning (mean validation perplexity):")
+for row in ablation.rows:
+    if "before_finetuning" in row:
+        print(f"  {row['name']:28} {row['before_finetuning']['valid_ppl']:8.2f}")
+
+# %% [markdown]
+# Two readings of "removing NT-ASGD" sit in those lines. The "– NT-ASGD" row (fine-tuned) removes only
+# the averaging *during training*. The "– NT-ASGD" line before fine-tuning against the "– fine-tuning"
+# line compares plain SGD with NT-ASGD with neither of them fine-tuned. Where the trigger never fired
+# in a seed's full-model run, that run *is* its "– NT-ASGD" run, fine-tuning included: the same seed,
+# the same windows and masks, no averaging before the switch (and averaging never changes the SGD
+# iterate, notebook 05), so fine-tuning starts from the same weights. That seed's Δ is then exactly 0.
+#
+# ## Δ per removed technique, against the paper's
+#
+# Left: our rise in validation perplexity when each technique is removed, one line per row, sorted by
+# the paper's Δ (right: largest at the top). The bar is the mean over seeds; the error bar the larger of the two rows' seed
+# standard deviations (a Δ must exceed three of them to count); the dots each seed's Δ against the
+# full model's run with the same seed. Green: the paper's direction beyond the noise; red: the
+# opposite direction beyond it; grey: within it. If our ranking agreed with the paper's, the bars on
+# the left would grow from bottom to top as those on the right do.
+
+# %% tags=["nbval-ignore-output"]
+plot_ablation(ablation, title=f"{preset_name}: seeds {sorted(set(r['seed'] for r in runs))}")
+plt.show()
+
+# %% [markdown]
+# ## Does our ranking agree with the paper's? Spearman's rank correlation
+#
+# Rank our Δs from smallest to largest, rank the paper's the same way, and correlate the ranks:
+# $\rho = 1$ is the same order, $-1$ the reverse, near 0 no relation. Without ties it has a closed form,
+# $\rho = 1 - \frac{6 \sum_i d_i^2}{n (n^2 - 1)}$ with $d_i$ the difference of row $i$'s two ranks.
+# From scratch with torch, checked against the library's `rank_correlation` (which gives tied values
+# their mean rank) on the paper's own PTB and WikiText-2 Δs:
+
+# %%
+def spearman(a, b):
+    """Spearman's rho for lists without ties: 1 - 6 sum(d^2) / (n (n^2 - 1))."""
+    rank_a = torch.tensor(a).argsort().argsort().float()
+    rank_b = torch.tensor(b).argsort().argsort().float()
+    n = len(a)
+    return 1 - 6 * ((rank_a - rank_b) ** 2).sum().item() / (n * (n * n - 1))
+
+
+removed = [name for name in ABLATION if name != "AWD-LSTM"]
+ptb, wt2 = ([PAPER_ABLATION[d][n]["valid"] - PAPER_ABLATION[d]["AWD-LSTM"]["valid"] for n in removed]
+            for d in ("ptb", "wikitext-2"))
+rho = spearman(ptb, wt2)
+assert abs(rho - rank_correlation(ptb, wt2)) < 1e-12
+print(f"the paper's PTB ranking against its WikiText-2 ranking: rho = {rho:+.3f} "
+      f"(library: {rank_correlation(ptb, wt2):+.3f})")
+
+# %% [markdown]
+# That is how far the paper's own two datasets agree on the order, a yardstick for ours:
+
+# %% tags=["nbval-ignore-output"]
+rho, names = ablation.rank_correlation()
+print(f"our Δs against the paper's PTB Δs over {len(names)} rows: rho = "
+      + ("undefined (fewer than two rows, or a constant ranking)" if rho is None else f"{rho:+.3f}"))
+
+# %% [markdown]
+# ## What the numbers say
+#
+# Generated from the table above by one rule, the same as in the ladder's comparisons: a Δ counts only
+# when it exceeds three times the larger of the two rows' seed standard deviations.
+
+# %% tags=["nbval-ignore-output"]
+for line in ablation.reading():
+    print(line)
+
+# %% [markdown]
+# ## What this can and cannot show
+#
+# - The paper's model has 24.2M parameters trained for hundreds of epochs on all of PTB; ours has the
+#   size printed under "The scale", trained for a few dozen epochs on a slice of PTB. What a technique is worth depends on how much the model
+#   overfits, and that differs by scale: a regulariser that the paper needed can cost perplexity in a
+#   short run that never reached the overfitting it prevents, and NT-ASGD cannot help in a run whose
+#   trigger never fires.
+# - Three seeds give a rough standard deviation; the three-deviations rule is strict on purpose, so
+#   "within the noise" means "not shown at this scale", not "no effect".
+# - The paper reports one number per row and no spread; its smallest Δs (fine-tuning, variable
+#   sequence lengths: about one perplexity point) are small enough that a change of seed might move
+#   them at full scale too.
+#
+# ## Takeaways
+#
+# - An ablation removes one technique from the full recipe and keeps everything else, including the
+#   budget: here every row keeps the same seeds, data, epoch cap, early stopping and fine-tuning.
+# - "– fine-tuning" needs no run: it is the full model before its fine-tuning.
+# - "Full sized embedding" means tying at the hidden size: every LSTM layer as wide as the hidden state
+#   and an embedding to match, 43.3M parameters instead of 24.2M at the paper's PTB size.
+# - Compare a ranking with a rank correlation, and a difference with its seed spread.
+#
+# ## Exercises (predict, then run)
+#
+# 1. Before looking at the figure: which removal do you expect to cost the most at this scale, and
+#    which to *help*? Check against the table.
+# 2. Run `for line in ablation.reading(2): print(line)`: a two-deviations rule. Predict which
+#    verdicts change from the table's Δs and the error bars in the figure first.
+# 3. Which rows share their seeds' first epochs exactly with the full model's runs? Hint: compare
+#    `[r["valid_curve"][:3] for r in runs if r["name"] == "– NT-ASGD"]` with the same for
+#    `"AWD-LSTM"`, and think about what the two configurations do before NT-ASGD's trigger fires.

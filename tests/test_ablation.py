@@ -1,0 +1,188 @@
+import json
+
+import pytest
+import torch
+
+import awdlib
+import awdlib.train as train_module
+from awdlib.experiments import (ABLATION, ABLATION_SMOKE, PAPER_ABLATION, ablation_configs,
+                                study_preset, study_stem, write_summary)
+from awdlib.results import rank_correlation, ranks
+from test_experiments import differences
+
+
+@pytest.mark.parametrize("variable", [True, False])
+def test_variable_bptt_switch_decides_the_training_window_lengths(tiny_corpus, monkeypatch,
+                                                                   variable):
+    preset = awdlib.PRESETS["smoke"].with_train(epochs=1, bptt=20, batch_size=5, log_epochs=False,
+                                                variable_bptt=variable)
+    trainer = preset.trainer(tiny_corpus)
+    lengths, real_batches = [], train_module.bptt_batches
+
+    def recording_batches(source, bptt, variable=True, generator=None):
+        for batch in real_batches(source, bptt, variable, generator):
+            if source is trainer.train_data:  # training windows only, not evaluation's
+                lengths.append(batch[2])
+            yield batch
+    monkeypatch.setattr(train_module, "bptt_batches", recording_batches)
+    trainer.fit()
+    steps = trainer.train_data.size(0) - 1
+    assert sum(lengths) == steps and len(lengths) > 20  # one pass over the data either way
+    if variable:  # Section 4.1: drawn with the run's own seed, so exactly the library sampler's
+        sampler = real_batches(trainer.train_data, 20, True, torch.Generator().manual_seed(141))
+        assert lengths == [n for _, _, n in sampler] and len(set(lengths)) > 3
+    else:
+        assert set(lengths[:-1]) == {20} and lengths[-1] == steps - 20 * (len(lengths) - 1)
+
+
+def test_variable_bptt_must_be_true_or_false():
+    with pytest.raises(ValueError, match="variable_bptt"):
+        awdlib.TrainConfig(variable_bptt="no")
+
+
+# ----------------------------------------------------------------------------- the configurations
+def test_ablation_rows_are_the_papers_labels_and_each_removes_exactly_its_technique():
+    smoke = awdlib.PRESETS["smoke"]
+    configs = ablation_configs(smoke)
+    assert ABLATION == ("AWD-LSTM", "– fine-tuning", "– NT-ASGD", "– variable sequence lengths",
+                        "– embedding dropout", "– weight decay", "– AR/TAR",
+                        "– full sized embedding", "– weight-dropping")
+    assert list(configs) == [n for n in ABLATION if n != "– fine-tuning"]  # read from AWD-LSTM's runs
+    assert set(PAPER_ABLATION["ptb"]) == set(PAPER_ABLATION["wikitext-2"]) == set(ABLATION)
+    full = configs["AWD-LSTM"]
+    assert full == smoke and full.train.optimizer == "ntasgd" and full.finetune_epochs > 0
+    hidden = smoke.model["hidden_size"]
+    assert {name: differences(full, c) for name, c in configs.items()} == {
+        "AWD-LSTM": {},
+        "– NT-ASGD": {"optimizer": ("ntasgd", "sgd")},
+        "– variable sequence lengths": {"variable_bptt": (True, False)},
+        "– embedding dropout": {"dropoute": (smoke.model["dropoute"], 0.0)},
+        "– weight decay": {"weight_decay": (smoke.train.weight_decay, 0.0)},
+        "– AR/TAR": {"alpha": (smoke.train.alpha, 0.0), "beta": (smoke.train.beta, 0.0)},
+        "– full sized embedding": {"emb_size": (smoke.model["emb_size"], hidden)},
+        "– weight-dropping": {"wdrop": (smoke.model["wdrop"], 0.0)},
+    }
+    assert all((c.finetune_epochs, c.train_fraction, c.eval_fraction, c.train.epochs)
+               == (full.finetune_epochs, full.train_fraction, full.eval_fraction, full.train.epochs)
+               for c in configs.values())  # the same budget for every row
+    assert all(n in configs for n in ABLATION_SMOKE)
+
+
+def test_full_sized_embedding_makes_every_layer_hidden_sized_and_still_tied():
+    paper = awdlib.PRESETS["ptb"]
+    sizes = {}
+    for name in ("AWD-LSTM", "– full sized embedding"):
+        model = awdlib.AWDLSTM(ablation_configs(paper)[name].model_config(10000))
+        assert model.decoder.weight is model.encoder.weight
+        sizes[name] = ([r.module.hidden_size for r in model.rnns], model.encoder.embedding_dim,
+                       round(model.num_parameters() / 1e6, 1))
+    assert sizes["AWD-LSTM"] == ([1150, 1150, 400], 400, 24.2)
+    assert sizes["– full sized embedding"] == ([1150, 1150, 1150], 1150, 43.3)  # "43M" in the paper
+
+
+def test_the_ablation_needs_a_full_recipe_to_remove_things_from():
+    with pytest.raises(ValueError, match="NT-ASGD"):
+        ablation_configs(awdlib.PRESETS["smoke"].with_train(optimizer="sgd"))
+
+
+def test_ablation_demo_scale_is_the_demo_recipe_on_less_data():
+    demo, ablation = awdlib.PRESETS["demo"], awdlib.PRESETS["ablation-demo"]
+    assert ablation.model == demo.model and ablation.dataset == "ptb"
+    assert differences(demo, ablation) == {"epochs": (40, 32)}
+    assert (ablation.train_fraction, ablation.eval_fraction, ablation.finetune_epochs) == (0.05, 0.25, 5)
+    assert study_preset("ablation", "demo") == "ablation-demo" and study_preset("ablation", "smoke") == "smoke"
+    assert study_preset("ladder", "demo") == "demo"
+    assert study_stem("ablation", "ablation-demo") == "ablation-demo"
+    assert study_stem("ablation", "smoke") == "ablation-smoke" and study_stem("ladder", "demo") == "ladder-demo"
+
+
+# ------------------------------------------------------------------------------------ the summary
+def run(name, seed, valid, finetuned=None, trigger=None):
+    row = {"name": name, "seed": seed, "valid_ppl": valid, "test_ppl": valid - 10, "epochs": 30,
+           "seconds": 100.0, "trigger_epoch": trigger}
+    if finetuned is not None:
+        row["finetuned"] = {"valid_ppl": finetuned, "test_ppl": finetuned - 10, "epochs": 35,
+                            "seconds": 120.0}
+    return row
+
+
+def study(tmp_path, runs):
+    rows = write_summary("ablation", runs, tmp_path / "ablation-x.json", awdlib.PRESETS["smoke"])
+    return rows, awdlib.Ablation.for_scale("x", tmp_path)
+
+
+def test_rows_read_fine_tuned_results_and_minus_fine_tuning_before_them(tmp_path):
+    runs = [run("AWD-LSTM", s, v, v - 10, trigger=20) for s, v in ((141, 300), (142, 310), (143, 320))]
+    runs += [run("– weight-dropping", s, v, v - 2) for s, v in ((141, 400), (142, 420), (143, 410))]
+    runs += [run("– AR/TAR", s, v, v - 10) for s, v in ((142, 305), (141, 290))]  # one seed to go
+    rows, ablation = study(tmp_path, runs)
+    assert [r["name"] for r in rows] == ["AWD-LSTM", "– fine-tuning", "– AR/TAR", "– weight-dropping"]
+    full, no_ft, ar_tar, no_wdrop = rows
+    assert full["valid_ppl_seeds"] == [290, 300, 310] and full["valid_ppl"] == 300  # fine-tuned
+    assert full["before_finetuning"]["valid_ppl"] == 310 and full["trigger_epoch_seeds"] == [20] * 3
+    assert no_ft["valid_ppl_seeds"] == [300, 310, 320] and "before_finetuning" not in no_ft
+    assert ar_tar["seeds"] == [141, 142] and ar_tar["valid_ppl_seeds"] == [280, 295]
+    assert no_wdrop["valid_ppl"] == 408 and full["scale"]["dataset"] == "ptb"
+    assert ablation.change("– weight-dropping") == 108 and ablation.paper_change("– weight-dropping") == 11.1
+    assert ablation.seed_changes("– AR/TAR") == {141: -10, 142: -5}
+    assert ablation.verdict("– weight-dropping") == "reproduced"  # 108 > 3 x 10
+    assert ablation.verdict("– fine-tuning") == "within noise"  # 10 < 3 x 10
+    assert ablation.verdict("– NT-ASGD") == "not run"
+    table = ablation.table()
+    assert "408.00 ± 10.00" in table and "+108.00" in table and "+11.1" in table
+    assert "– AR/TAR" in table and "    2 " in table  # shown with its two seeds
+    reading = ablation.reading()
+    assert reading[-2].startswith("1 of 8 rows reproduce the paper's direction")
+    assert "5 have not run" in reading[-2]
+    assert reading[-1] == "Spearman rank correlation with the paper's changes over 3 rows: +0.50."
+
+
+def test_a_change_against_the_paper_beyond_the_noise_is_called_opposite(tmp_path):
+    runs = [run("AWD-LSTM", s, v, v) for s, v in ((1, 300), (2, 302))]
+    runs += [run("– embedding dropout", s, v, v) for s, v in ((1, 250), (2, 252))]
+    _, ablation = study(tmp_path, runs)
+    assert ablation.verdict("– embedding dropout") == "opposite"
+    _, one_seed = study(tmp_path, runs[:1] + runs[2:3])
+    assert one_seed.verdict("– embedding dropout") == "one seed"
+    assert awdlib.Ablation(tmp_path / "missing.json").reading()[0].startswith("The full model")
+
+
+def test_rank_correlation_is_spearmans_rho_with_mean_ranks_for_ties():
+    assert ranks([10, 30, 20, 20]) == [1, 4, 2.5, 2.5]
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    a, b = [3.1, 0.2, 7.5, 1.0, 5.5], [2.0, 1.0, 5.0, 3.0, 4.0]
+    d2 = sum((x - y) ** 2 for x, y in zip(ranks(a), ranks(b)))
+    assert rank_correlation(a, b) == pytest.approx(1 - 6 * d2 / (5 * (25 - 1)))  # no ties: 1 - 6Σd²/n(n²-1)
+    assert rank_correlation([1], [2]) is None and rank_correlation([1, 1], [1, 2]) is None
+
+
+@pytest.mark.slow
+def test_the_ablation_study_runs_from_the_command_line_at_smoke_scale(tmp_path):
+    from awdlib.__main__ import main
+
+    assert main(["experiment", "ablation", "--preset", "smoke", "--seeds", "141", "--only",
+                 *ABLATION_SMOKE, "--results", str(tmp_path), "--set", "train.epochs=1",
+                 "--workers", "0"]) == 0  # in this process
+    ablation = awdlib.Ablation.for_scale("smoke", tmp_path)
+    assert [r["name"] for r in ablation.rows] == ["AWD-LSTM", "– fine-tuning", "– weight-dropping"]
+    run = json.loads((tmp_path / "ablation-smoke.runs.jsonl").read_text().splitlines()[0])
+    before = ablation.get("– fine-tuning")
+    if run["name"] == "AWD-LSTM":
+        assert before["valid_ppl_seeds"] == [round(run["valid_ppl"], 2)]
+    assert ablation.verdict("– weight-dropping") == "one seed"
+
+
+def test_plot_ablation_keeps_every_row_and_shows_each_rows_seed_count(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from awdlib.plots import plot_ablation
+
+    runs = [run("AWD-LSTM", s, v, v) for s, v in ((141, 300), (142, 310))]
+    runs += [run("– weight-dropping", 141, 380, 370)]
+    _, ablation = study(tmp_path, runs)
+    fig = plot_ablation(ablation)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 8 and labels[-1] == "– weight-dropping (1 seed)"  # the paper's largest on top
+    assert "– fine-tuning (2 seeds)" in labels and "– AR/TAR" in labels  # not run yet: no count
+    matplotlib.pyplot.close(fig)
