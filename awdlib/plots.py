@@ -219,6 +219,8 @@ def plot_cache_grid(search, ax=None, title: str | None = None):
     ax.set_title(title or f"validation perplexity with the cache, window {search.best['window']}",
                  fontsize=9)
     return ax
+
+
 def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = None):
     """Two panels, one line per ``"– X"`` row of an :class:`awdlib.Ablation`, sorted by the paper's
     change: left, our change in validation perplexity against the full model (bar: mean; error bar:
