@@ -9,7 +9,7 @@ step of ``awdlib.Trainer``: a variable-length BPTT window, forward, cross-entrop
 AWD-LSTM), backward, gradient clipping at 0.25, SGD at lr 30 scaled by the window's length. Time is
 taken between ``torch.cuda.synchronize()`` calls, so it counts the GPU's work, not the launches.
 
-    python benchmarks/gpu.py                               # one GPU, about 3 minutes on an H100
+    python benchmarks/gpu.py                               # one GPU; aimed at under 6 minutes on an H100 (not yet timed)
     python benchmarks/gpu.py --json benchmarks/results/gpu-h100.json
     python benchmarks/gpu.py --device cpu --quick --synthetic   # proves it runs (seconds, tiny model)
 

@@ -7,7 +7,7 @@
 #   bash benchmarks/gpu_check.sh --prepare   # copies ptb/ and wikitext-2/ into .gpu-data/ (19 MB) and
 #                                            # installs pytest into .gpu-pylib/ (pure Python)
 #
-# then, on the GPU machine, from the repository root (about 5 minutes on one H100):
+# then, on the GPU machine, from the repository root (aimed at under 6 minutes on one H100; not yet timed):
 #
 #   bash benchmarks/gpu_check.sh             # writes gpu.json, gpu.txt and tests.txt into $OUT
 #                                            # (default benchmarks/results/)
