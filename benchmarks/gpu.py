@@ -9,7 +9,7 @@ step of ``awdlib.Trainer``: a variable-length BPTT window, forward, cross-entrop
 AWD-LSTM), backward, gradient clipping at 0.25, SGD at lr 30 scaled by the window's length. Time is
 taken between ``torch.cuda.synchronize()`` calls, so it counts the GPU's work, not the launches.
 
-    python benchmarks/gpu.py                               # one GPU; aimed at under 6 minutes on an H100 (not yet timed)
+    python benchmarks/gpu.py            # one GPU; aimed at under 6 minutes on an H100 (not yet timed)
     python benchmarks/gpu.py --json benchmarks/results/gpu-h100.json
     python benchmarks/gpu.py --device cpu --quick --synthetic   # proves it runs (seconds, tiny model)
 
@@ -35,7 +35,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

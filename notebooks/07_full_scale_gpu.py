@@ -30,7 +30,8 @@
 #
 # "Full scale" means exactly this: the whole corpus, the paper's model size and its epoch counts. On the
 # official code's GPU (a Quadro GP100) one PTB epoch took about 45 seconds, so the recipe is ten hours
-# of GPU time or more; on the CPU that made the other notebooks' outputs it would take weeks.
+# of GPU time or more. The 2-core CPU that made the other notebooks' outputs trains this model at about
+# 2,000 tokens/s (`benchmarks/README.md`): eight minutes per PTB epoch, four days for the recipe.
 #
 # **The stored outputs below come from the smoke scale on a CPU** (tiny model, 1% of PTB, two epochs):
 # this project has had no GPU so far. They prove that every cell runs and show what each cell prints;
@@ -72,7 +73,7 @@ preset = awdlib.PRESETS[preset_name if full else scale]
 device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 if full and device.type != "cuda":
     raise RuntimeError(f"scale 'full' trains {preset_name!r} for hundreds of epochs: on a CPU that takes "
-                       f"weeks. Run this notebook where torch sees a GPU (device='cuda'), or set "
+                       f"days. Run this notebook where torch sees a GPU (device='cuda'), or set "
                        f"scale='smoke' (seconds) or 'demo' (CPU minutes) to try the cells.")
 if resume is None:
     resume = full
@@ -182,7 +183,7 @@ if trainer.phase == "train":
     trainer.history.stop_reason = None
     trainer.fit(preset.train.epochs)
 trained = not stopped_by_budget(trainer) and not trainer.history.diverged
-if trained and "trained" not in stages:
+if trained and trainer.phase == "train" and "trained" not in stages:  # before fine-tuning only
     trainer.load_best()
     test_loss = awdlib.evaluate(trainer.model, corpus.test, c.bptt, batch_size=1)
     stages["trained"] = (trainer.history.best()["valid_ppl"], awdlib.perplexity(test_loss))
@@ -226,7 +227,8 @@ else:
 
 # %% tags=["nbval-ignore-output"]
 ax = plot_curves({"training": awdlib.History(history), "fine-tuning": awdlib.History(tuned)},
-                 title=f"{preset.name}, {scale} scale, {hardware.split(',')[0]}")
+                 title=(f"{preset.name}, full scale" if full else f"{scale} scale: not a result")
+                 + f", {hardware.split(',')[0]}")
 if switch:
     ax.annotate(f"NT-ASGD switch\n(epoch {switch})", (switch - 0.5, ax.get_ylim()[1]), fontsize=8,
                 ha="right", va="top")
@@ -296,8 +298,9 @@ if measured:
     s_epoch = statistics.median(measured)
     print(f"measured: {s_epoch:.2f} s per training epoch (median of {len(measured)}), "
           f"{statistics.median(r['tokens_per_s'] for r in history):,.0f} tokens/s, on {hardware}")
+    hours = projected_hours(s_epoch, preset.train.epochs, preset.finetune_epochs)
     print(f"projected for {preset.name!r} ({preset.train.epochs} + up to {preset.finetune_epochs} "
-          f"epochs) on this hardware: {projected_hours(s_epoch, preset.train.epochs, preset.finetune_epochs):.2f} h")
+          f"epochs) on this hardware: {hours:.2f} h")
 recipe = awdlib.PRESETS[preset_name]
 anchor = OFFICIAL_EPOCH_SECONDS.get((recipe.dataset, recipe.train.batch_size))
 if anchor:
