@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def _axes(ax=None, figsize=(6, 3.5)):
     import matplotlib.pyplot as plt
@@ -166,4 +168,54 @@ def plot_trigger(losses, n: int, ax=None, title: str | None = None, ylabel: str 
     ax.set_ylabel(ylabel)
     ax.set_title(title or (f"n = {n}: fires at epoch {trigger.fired_at + 1}" if any(fired)
                            else f"n = {n}: never fires on these {len(losses)} checks"), fontsize=9)
+    return ax
+
+
+def plot_cache_attention(attention, next_words: list[str], ax=None, title: str | None = None):
+    """The cache's attention over a passage (:func:`awdlib.cache.cache_attention`) as a heatmap. Row
+    ``t`` is the step that predicts ``next_words[t]``; column ``i`` the cache entry that proposes
+    ``next_words[i]`` (the word that followed step ``i``). A ring marks a *hit*: an earlier entry
+    proposing the very word that comes next, where attention helps."""
+    import torch
+
+    ax = _axes(ax, figsize=(7, 6))
+    a = attention.detach().float().cpu().numpy()
+    image = ax.imshow(a, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ids = {w: k for k, w in enumerate(dict.fromkeys(next_words))}
+    codes = torch.tensor([ids[w] for w in next_words])
+    t, i = torch.nonzero((codes.unsqueeze(1) == codes.unsqueeze(0)).tril(-1), as_tuple=True)
+    ax.scatter(i.tolist(), t.tolist(), s=40, facecolors="none", edgecolors="C3", linewidths=1.2,
+               label="hit: this entry proposes the next word")
+    ticks = range(len(next_words))
+    ax.set_xticks(ticks, next_words, rotation=90, fontsize=7)
+    ax.set_yticks(ticks, next_words, fontsize=7)
+    ax.set_xlabel("cache entry i (labelled with the word it proposes)")
+    ax.set_ylabel("step t (labelled with the word to predict)")
+    ax.figure.colorbar(image, ax=ax, fraction=0.04, label="attention")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(title or "the cache's attention: row t spreads 1 over the entries before it",
+                 fontsize=9)
+    return ax
+
+
+def plot_cache_grid(search, ax=None, title: str | None = None):
+    """Validation perplexity over the (theta, lambdah) grid of a :func:`awdlib.cache.search_cache`
+    at its best window, as filled contours, with the best point starred."""
+    import torch
+
+    ax = _axes(ax, figsize=(6, 4))
+    w = search.windows.index(search.best["window"])
+    ppl = torch.exp(search.losses[w]).T  # (lambdahs, thetas)
+    levels = torch.quantile(ppl.flatten(), torch.linspace(0, 1, 15, dtype=ppl.dtype)).unique()
+    filled = ax.contourf(search.thetas, search.lambdahs, ppl.numpy(), levels=levels.tolist(),
+                         cmap="viridis_r")
+    ax.figure.colorbar(filled, ax=ax, label="validation perplexity")
+    ax.plot(search.best["theta"], search.best["lambdah"], "*", ms=14, color="C3",
+            label=f"best: {math.exp(search.best['loss']):.2f} "
+                  f"(no cache: {math.exp(search.plain_loss):.2f})")
+    ax.set_xlabel("theta (sharpness of the attention)")
+    ax.set_ylabel("lambda (weight of the cache)")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title or f"validation perplexity with the cache, window {search.best['window']}",
+                 fontsize=9)
     return ax

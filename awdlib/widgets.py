@@ -136,3 +136,29 @@ def ar_tar_explorer(raw, p: float = 0.4, feature: int = 0, steps: int = 20, seed
         return widgets.FloatSlider(value=value, min=0.0, max=4.0, step=0.25, description=name,
                                    continuous_update=False)
     return widgets.interactive(show, alpha=slider(2.0, "alpha"), beta=slider(1.0, "beta"))
+
+
+def cache_explorer(inputs, windows=(100, 500, 2000), theta: float = 1.0, lambdah: float = 0.1):
+    """Sliders for the cache's ``theta``, ``lambdah`` and ``window`` over precomputed
+    :func:`awdlib.cache.cache_inputs` (a split's hidden states and softmax, computed once): each move
+    re-scores the whole split with :func:`awdlib.cache.cache_pointer_nll` and prints its perplexity
+    with and without the cache (paper's "Pointer models"; Grave et al. 2016, eq. 2-3)."""
+    import math
+
+    import ipywidgets as widgets
+
+    plain = math.exp(inputs.loss(windows[0], theta, 0.0))
+
+    def show(window: int, theta: float, lambdah: float):
+        ppl = math.exp(inputs.loss(window, theta, lambdah))
+        print(f"perplexity over {len(inputs.targets):,} tokens: without the cache {plain:.2f}, "
+              f"with it {ppl:.2f} ({ppl - plain:+.2f})")
+
+    return widgets.interactive(
+        show,
+        window=widgets.SelectionSlider(options=list(windows), value=windows[len(windows) // 2],
+                                       description="window", continuous_update=False),
+        theta=widgets.FloatSlider(value=theta, min=0.0, max=2.0, step=0.05, description="theta",
+                                  continuous_update=False),
+        lambdah=widgets.FloatSlider(value=lambdah, min=0.0, max=0.6, step=0.01,
+                                    description="lambda", continuous_update=False))

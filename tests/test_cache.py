@@ -282,3 +282,43 @@ def test_several_thetas_at_once_equal_one_at_a_time():
     for k, theta in enumerate([0.0, 0.5, 2.0]):
         alone, _ = awdlib.cache.cache_log_probs(hiddens, targets, 30, theta)
         torch.testing.assert_close(together[k][uses], alone[uses])
+
+
+# ------------------------------------------------------------------------------ figures and presets
+def test_attention_plot_rings_exactly_the_earlier_entries_that_propose_the_next_word():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from awdlib.plots import plot_cache_attention
+
+    words = ["a", "b", "a", "c", "b", "a"]
+    attention = awdlib.cache_attention(torch.randn(len(words), 4), window=10, theta=1.0)
+    ax = plot_cache_attention(attention, words)
+    rings = {tuple(map(int, p)) for p in ax.collections[0].get_offsets()}  # (column i, row t)
+    expected = {(i, t) for t in range(len(words)) for i in range(t) if words[i] == words[t]}
+    assert rings == expected  # (0, 2), (0, 5), (2, 5), (1, 4)
+    matplotlib.pyplot.close("all")
+
+
+def test_grid_plot_stars_the_searchs_best_point():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from awdlib.plots import plot_cache_grid
+
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 5, (200,), generator=g)
+    inputs = awdlib.CacheInputs(torch.full((200,), -3.0), torch.randn(200, 8, generator=g), targets)
+    search = awdlib.search_cache(inputs, thetas=(0.1, 0.5, 1.0), lambdahs=(0.0, 0.1, 0.3),
+                                 windows=(5, 50))
+    ax = plot_cache_grid(search)
+    star = ax.lines[0].get_xydata()[0]
+    assert tuple(star) == (search.best["theta"], search.best["lambdah"])
+    assert f"{math.exp(search.best['loss']):.2f}" in ax.get_legend().get_texts()[0].get_text()
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("name, base", [("demo-wt2", "demo"), ("smoke-wt2", "smoke")])
+def test_wikitext2_cache_presets_are_their_ptb_scales_model_on_wikitext2(name, base):
+    wt2, ptb = awdlib.PRESETS[name], awdlib.PRESETS[base]
+    assert wt2.dataset == "wikitext-2" and wt2.finetune_epochs == 0
+    assert {k: v for k, v in wt2.model.items() if k != "dropouti"} == \
+        {k: v for k, v in ptb.model.items() if k != "dropouti"}
