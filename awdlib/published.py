@@ -11,6 +11,8 @@ Perplexities as ``(validation, test)``, test at batch size 1, per corpus and sou
 
 :data:`OFFICIAL_EPOCH_SECONDS` holds the same README's training speed of its code on an NVIDIA Quadro
 GP100 (PyTorch 0.x, cuDNN): the anchor for projecting a full run's GPU time before measuring one.
+:data:`awdlib.cache.PAPER_CACHE` (the paper's perplexity without and with the cache) is derived from
+:data:`PUBLISHED`.
 """
 
 from __future__ import annotations

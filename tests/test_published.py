@@ -2,7 +2,7 @@
 
 import pytest
 
-from awdlib.cache import OFFICIAL_SETTINGS
+from awdlib.cache import OFFICIAL_SETTINGS, PAPER_CACHE
 from awdlib.experiments import PAPER_PTB_VALID
 from awdlib.presets import PRESETS
 from awdlib.published import (OFFICIAL_EPOCH_SECONDS, PUBLISHED, STAGES, comparison_table,
@@ -50,3 +50,8 @@ def test_comparison_table_places_our_numbers_beside_the_published_ones():
 
 def test_projection_is_seconds_per_epoch_times_epochs():
     assert projected_hours(45.0, 500, 300) == pytest.approx(10.0)
+
+
+def test_the_cache_modules_paper_numbers_are_the_published_ones():
+    assert PAPER_CACHE == {"ptb": {"valid": (60.0, 53.9), "test": (57.3, 52.8)},
+                           "wikitext-2": {"valid": (68.6, 53.8), "test": (65.8, 52.0)}}
