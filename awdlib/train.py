@@ -538,11 +538,12 @@ class Trainer:
     def _restore_last_good(self) -> None:
         last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
         if last and last.exists():
-            history = self.history  # the stored one lacks the stop just recorded
+            history, lost = self.history, self.discarded_work()  # the stored history lacks the stop
             self.load_state_dict(load_checkpoint(last, self.device))
             history.records = [r for r in history.records if r["epoch"] <= self.epoch]
             self.history = history
-            self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch})")
+            self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch}); "
+                      f"{lost}")
         else:
             self._log("no checkpoint to restore: the model's weights may no longer be finite")
 
