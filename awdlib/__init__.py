@@ -8,7 +8,7 @@ and ``python -m awdlib`` need only torch, numpy and tqdm.
 from .cache import (CacheInputs, CacheSearch, cache_attention, cache_inputs, cache_pointer_nll,
                     evaluate_with_cache, search_cache)
 from .data import Corpus, Vocab, batchify, bptt_batches, load_corpus, synthetic_corpus
-from .dropout import LockedDropout, WeightDrop, dropconnect_mask, embedding_dropout
+from .dropout import LockedDropout, WeightDrop, cudnn_repacks, dropconnect_mask, embedding_dropout
 from .model import AWDLSTM, AWDLSTMConfig, AWDLSTMOutput
 from .optim import NTASGD, NonMonotonicTrigger, averaged_weights
 from .presets import PRESETS, Preset
@@ -22,7 +22,8 @@ __all__ = [
     "AWDLSTM", "AWDLSTMConfig", "Ablation", "AWDLSTMOutput", "CacheInputs", "CacheSearch", "Corpus", "History",
     "Ladder", "LockedDropout", "NTASGD", "NonMonotonicTrigger", "PRESETS", "Preset", "TrainConfig",
     "Trainer", "Vocab", "WeightDrop", "activation_regularization", "averaged_weights", "batchify",
-    "bptt_batches", "cache_attention", "cache_inputs", "cache_pointer_nll", "dropconnect_mask",
+    "bptt_batches", "cache_attention", "cache_inputs", "cache_pointer_nll", "cudnn_repacks",
+    "dropconnect_mask",
     "embedding_dropout", "evaluate", "evaluate_with_cache", "load_corpus", "perplexity", "search_cache",
     "synthetic_corpus", "temporal_activation_regularization",
 ]

@@ -22,8 +22,9 @@ again) or ``--overwrite`` (delete its checkpoints and start over).
 
 Exit codes: 0 success; 1 a mistake the user can fix, reported in one ``error:`` line; 2 a malformed
 command line (argparse); 3 (``EXIT_NOT_FINITE``) a run stopped by a non-finite loss, or an evaluation
-that is not finite; 130 interrupted (Ctrl-C), with ``train --resume`` continuing from the last
-finished epoch.
+that is not finite; 130 interrupted (Ctrl-C), with ``train --resume`` continuing from ``last.pt`` (the
+last checkpointed epoch, or the place where a time budget paused the run: ``--time-budget`` stops
+cleanly and exactly resumably, even mid-epoch).
 """
 
 from __future__ import annotations
@@ -70,15 +71,20 @@ class Interrupted(CommandError):
     exit_code = EXIT_INTERRUPTED
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def positive_int(text: str, minimum: int = 1) -> int:
+    """argparse type: an integer >= 1 (>= ``minimum``)."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
     return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return positive_int(text, minimum=0)
 
 
 # ------------------------------------------------------------------------------------------- --set
@@ -232,12 +238,17 @@ def check_device(device: str) -> str:
     return device
 
 
-def saved_epoch(folder: Path) -> int | None:
-    """The epoch that ``folder/last.pt`` holds, or None when there is none."""
+def saved_place(folder: Path) -> str | None:
+    """Where ``folder/last.pt`` stands ("epoch 3", or "epoch 3 and 120 steps of epoch 4" when the
+    time budget paused it mid-epoch), or None when there is none."""
     from .checkpoint import load_checkpoint
 
     last = folder / "last.pt"
-    return load_checkpoint(last)["epoch"] if last.is_file() else None
+    if not last.is_file():
+        return None
+    state = load_checkpoint(last)
+    place, epoch = state.get("unfinished"), state["epoch"]
+    return f"epoch {epoch}" + (f" and {place['steps']} steps of epoch {epoch + 1}" if place else "")
 
 
 def refuse_to_clobber(folder: Path) -> None:
@@ -264,22 +275,23 @@ def start_run_folder(folder: Path, run: dict, overwrite: bool) -> None:
 def how_to_continue(folder: Path | None) -> str:
     if folder is None:
         return "nothing was saved (no --checkpoint-dir)"
-    epoch = saved_epoch(folder)
-    if epoch is None:
+    place = saved_place(folder)
+    if place is None:
         return f"start again with --overwrite (nothing is saved in {folder} yet)"
     return (f"continue with 'python -m awdlib train --checkpoint-dir {folder} --resume' (last.pt "
-            f"holds epoch {epoch})")
+            f"holds {place})")
 
 
 def train_to_the_end(trainer: Trainer, train) -> None:
     """Run ``train()`` (fit or finetune) and print the summary; a stop on a non-finite loss, a failed
-    save or Ctrl-C becomes a one-line error that says how to continue."""
+    save or Ctrl-C becomes a one-line error that says how to continue and, for Ctrl-C, how much
+    work is lost."""
     folder = trainer.checkpoint_dir
     try:
         train()
     except KeyboardInterrupt:
         raise Interrupted(f"training interrupted after epoch {trainer.epoch}; "
-                          f"{how_to_continue(folder)}") from None
+                          f"{trainer.discarded_work()}; {how_to_continue(folder)}") from None
     except OSError as exc:  # a full disk while saving a checkpoint
         fix = "make room" if exc.errno == errno.ENOSPC else "fix that"
         raise CommandError(f"could not save {exc.filename}: {str(exc.strerror or exc).lower()}; "
@@ -540,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(notebook 08; its CPU scale is --preset ablation-demo)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     p.add_argument("--seeds", type=int, nargs="+", default=[141, 142, 143])
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=count, default=1,
                    help="parallel runs, one torch thread each (0: one after another in this process)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations")
     p.add_argument("--results", default="notebooks/results",

@@ -341,15 +341,17 @@ def sample_seq_len(bptt: int, generator: torch.Generator | None = None, p_full: 
 
 
 def bptt_batches(source: torch.Tensor, bptt: int, variable: bool = True,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, start: int = 0):
     """Yield ``(inputs, targets, seq_len)`` windows that cover ``source`` once, in order.
 
     ``source`` is ``(steps, batch)`` from :func:`batchify`; ``targets`` are the inputs shifted by one
     step, so every token but the first of each column is predicted exactly once per pass. With
     ``variable=True`` window lengths follow :func:`sample_seq_len` (training); with ``variable=False``
-    every window has length ``bptt`` but the last (evaluation).
+    every window has length ``bptt`` but the last (evaluation). ``start`` (a row) begins the pass
+    there: with ``generator`` in the state it had at that point, the rest of a pass comes out as
+    it would have.
     """
-    i, last = 0, source.size(0) - 1
+    i, last = start, source.size(0) - 1
     while i < last:
         seq_len = sample_seq_len(bptt, generator) if variable else bptt
         seq_len = min(seq_len, last - i)

@@ -79,6 +79,9 @@ def dropconnect_mask(weight: torch.Tensor, p: float) -> torch.Tensor:
     return keep.to(weight.dtype).mul_(levels / (levels - cut))
 
 
+_REPACK_WARNING = "not part of single contiguous chunk"  # cuDNN's, about weights not in one buffer
+
+
 class WeightDrop(nn.Module):
     """DropConnect on an RNN's hidden-to-hidden weights (Wan et al., 2013; paper Section 2).
 
@@ -89,6 +92,13 @@ class WeightDrop(nn.Module):
     module under its usual name, so ``state_dict``, ``deepcopy``, ``.to(device)`` and
     ``train()``/``eval()`` behave as for a plain LSTM; the dropped weight exists only during the call
     (``torch.func.functional_call``). Identity in eval mode and when ``p = 0``.
+
+    On a GPU, cuDNN wants a layer's weights in one buffer; with the dropped ``W_hh`` swapped in they
+    are not, so cuDNN copies them into one for the call (a few tens of MB per layer at the paper's
+    size: microseconds next to the recurrence) and says so in a warning. The warning is the sign
+    that the fused kernel ran, so it is counted, not shown: :attr:`cudnn_repacks` (and
+    :func:`cudnn_repacks` for a whole model) lets a GPU benchmark check that every training call
+    took the fused path rather than PyTorch's unfused fallback, which warns nothing.
     """
 
     def __init__(self, module: nn.RNNBase, p: float, weights: tuple[str, ...] | None = None):
@@ -98,6 +108,7 @@ class WeightDrop(nn.Module):
         self.p = p
         self.weights = weights or tuple(n for n, _ in module.named_parameters()
                                         if n.startswith("weight_hh"))
+        self.cudnn_repacks = 0  # training calls in which cuDNN re-packed the weights (GPU only)
 
     def dropped_weights(self) -> dict[str, torch.Tensor]:
         """Fresh DropConnect samples of the wrapped weights (one ``dropconnect_mask`` each)."""
@@ -107,10 +118,21 @@ class WeightDrop(nn.Module):
     def forward(self, *args, **kwargs):
         if not self.training or self.p == 0:
             return self.module(*args, **kwargs)
-        with warnings.catch_warnings():
-            # cuDNN wants its weights in one buffer; the swapped-in W_hh is re-packed for this call.
-            warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk.*")
-            return functional_call(self.module, self.dropped_weights(), args, kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = functional_call(self.module, self.dropped_weights(), args, kwargs)
+        for w in caught:
+            if _REPACK_WARNING in str(w.message):
+                self.cudnn_repacks += 1
+            else:  # anything else is shown as usual
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        return result
 
     def extra_repr(self) -> str:
         return f"p={self.p}, weights={list(self.weights)}"
+
+
+def cudnn_repacks(model: nn.Module) -> int:
+    """Training calls of ``model``'s :class:`WeightDrop` layers that ran cuDNN's fused LSTM (which
+    re-packs the swapped-in weights and warns); 0 on a CPU. Counts accumulate; subtract a reading."""
+    return sum(m.cudnn_repacks for m in model.modules() if isinstance(m, WeightDrop))

@@ -1,8 +1,10 @@
 """NT-ASGD (paper Section 3, Algorithm 1): SGD that switches to iterate averaging on a trigger.
 
-The switch is :class:`NonMonotonicTrigger`; the averaging is ``torch.optim.swa_utils.AveragedModel``
-(an equal-weight running mean of the iterates); :class:`NTASGD` ties them to a plain SGD optimiser and
-:func:`averaged_weights` lends the averaged weights to the model for evaluation.
+The switch is :class:`NonMonotonicTrigger`; the averaging is an equal-weight running mean of the
+iterates, kept in a ``torch.optim.swa_utils.AveragedModel`` (for its copy of the model and its
+checkpoint format) but updated by :func:`fold_into_mean`, which needs no value from the GPU;
+:class:`NTASGD` ties them to a plain SGD optimiser and :func:`averaged_weights` lends the averaged
+weights to the model for evaluation.
 """
 
 from __future__ import annotations
@@ -52,13 +54,36 @@ class NonMonotonicTrigger:
         self.n, self.logs, self.fired_at = state["n"], list(state["logs"]), state["fired_at"]
 
 
+@torch.no_grad()
+def fold_into_mean(mean: list[torch.Tensor], new: list[torch.Tensor], count: int) -> None:
+    """``mean <- mean + (new - mean) / (count + 1)``, in place: the mean of ``count`` iterates becomes
+    the mean of ``count + 1``.
+
+    The same arithmetic as ``AveragedModel.update_parameters`` on a CPU, but with ``count`` a Python
+    int: that method reads its counter, a tensor on the model's device, two or three times a step,
+    and each read waits for the GPU. Here three ``torch._foreach_*`` calls update every tensor.
+    """
+    diffs = torch._foreach_sub(new, mean)
+    torch._foreach_div_(diffs, count + 1)
+    torch._foreach_add_(mean, diffs)
+
+
 class NTASGD:
     """SGD whose iterates are averaged from the step the trigger fires (or from the start).
 
     ``step()`` is a plain SGD step; once averaging has started it also folds the new iterate into
-    ``1/(k-T+1) * sum_{i=T..k} w_i``, where ``w_T`` is the iterate at the moment of the switch. The SGD
-    iterate itself is never changed by the averaging. ``mode``: ``"sgd"`` never averages, ``"asgd"``
-    averages from the first step, ``"ntasgd"`` averages once :meth:`check` sees the trigger fire.
+    ``1/(k-T+1) * sum_{i=T..k} w_i`` (Algorithm 1's return value), where ``w_T`` is the iterate at the
+    moment of the switch. The SGD iterate itself is never changed by the averaging. ``mode``: ``"sgd"``
+    never averages, ``"asgd"`` averages from the first step, ``"ntasgd"`` averages once :meth:`check`
+    sees the trigger fire.
+
+    The official code differs in two small ways, both kept out on purpose. It switches to
+    ``torch.optim.ASGD(t0=0, lambd=0)``, whose average starts *after* the switch and, through that
+    class's ``mu`` schedule, keeps only the second post-switch iterate onwards, ``w_{T+2} .. w_k``: one
+    or two iterates out of thousands fewer than Algorithm 1's sum. And that class applies a learning
+    rate set before a step from the next step on, so the official per-window rescaling
+    (Section 4.1) lags one window behind once averaging starts; here every step uses its own window's
+    rate.
     """
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float = 0.0, n: int = 5,
@@ -69,6 +94,7 @@ class NTASGD:
         self.sgd = torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
         self.trigger = NonMonotonicTrigger(n)
         self.average: AveragedModel | None = None
+        self.averaged_count = 0  # iterates in the mean; mirrors average.n_averaged on the host
         self.switch_step: int | None = None  # T, counted in SGD steps
         self.steps = 0
         if mode == "asgd":
@@ -80,15 +106,19 @@ class NTASGD:
 
     def start_averaging(self) -> None:
         """Begin the running mean with the current iterate ``w_T``."""
-        self.average = AveragedModel(self.model)  # equal weights: the arithmetic mean
-        self.average.update_parameters(self.model)
+        self.average = AveragedModel(self.model)  # a copy of the model: the mean of one iterate
+        self.average.n_averaged.fill_(1)
+        self.averaged_count = 1
         self.switch_step = self.steps
 
     def step(self) -> None:
         self.sgd.step()
         self.steps += 1
         if self.average is not None:
-            self.average.update_parameters(self.model)
+            fold_into_mean(list(self.average.module.parameters()), list(self.model.parameters()),
+                           self.averaged_count)
+            self.averaged_count += 1
+            self.average.n_averaged.add_(1)  # on the device, so that checkpoints keep their format
 
     def zero_grad(self) -> None:
         self.sgd.zero_grad(set_to_none=True)
@@ -114,10 +144,11 @@ class NTASGD:
         self.sgd.load_state_dict(state["sgd"])
         self.trigger.load_state_dict(state["trigger"])
         self.steps, self.switch_step = state["steps"], state["switch_step"]
-        self.average = None
+        self.average, self.averaged_count = None, 0
         if state["average"] is not None:
             self.average = AveragedModel(self.model)
             self.average.load_state_dict(state["average"])
+            self.averaged_count = int(self.average.n_averaged)
 
 
 @contextmanager

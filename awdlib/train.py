@@ -5,6 +5,39 @@ clipping and weight decay, evaluates after every epoch (with the averaged weight
 started), keeps ``last.pt`` (to resume) and ``best.pt`` (the best validation weights), and records a
 :class:`History`. ``Trainer.finetune`` is the paper's fine-tuning: averaged SGD from its first step,
 stopped by the same non-monotonic criterion.
+
+**Chunked runs equal one run.** A run may stop and go on again in three ways, and each continues as
+if it had never stopped (on a CPU bit for bit; on a GPU as far as its kernels are deterministic):
+
+- *time budget*: training pauses after the step that passes the deadline, mid-epoch if need be; the
+  place in the epoch (window position, hidden state, random states, the epoch's running loss) is kept
+  in :attr:`Trainer.unfinished` and written to ``last.pt``, and the next ``fit()`` (or a resume from
+  ``last.pt``) carries on from that step. Only finished epochs are evaluated, feed the trigger and
+  compete for ``best.pt``. A budget stop discards nothing.
+- *Ctrl-C* (``KeyboardInterrupt``): may land anywhere, even inside a step, so nothing is saved; resuming
+  from ``last.pt`` redoes the work since it was written (the log says how much).
+- *checkpoints every k epochs* (``TrainConfig.checkpoint_every``): ``last.pt`` and ``best.pt`` are
+  written at epochs that are multiples of k and whenever a run stops other than by Ctrl-C or a
+  non-finite loss, so a resume from them is exact too; a crash loses up to k epochs.
+
+**Known differences from the official code** (salesforce/awd-lstm-lm), none of which the paper
+specifies, each kept because changing it would change every stored result for a gain far below the
+noise between seeds:
+
+- the last training window of an epoch may be a single token (``bptt_batches`` covers every token);
+  the official loop stops one token short of the end instead;
+- the learning-rate rescaling uses the window's actual length, also for the last, shortened window
+  (the official code uses the sampled length before shortening);
+- :func:`evaluate` divides the summed loss by the number of predicted tokens; the official
+  ``evaluate`` divides by the number of rows of the batched split, one more than it predicts per
+  column, which lowers PTB's test perplexity by about 0.003;
+- fine-tuning samples window lengths without the official ``finetune.py``'s cap at ``bptt + 10``
+  (with ``N(70, 5)`` that cap shortens about 2% of windows);
+- the iterate average follows Algorithm 1 (``awdlib.optim.NTASGD`` describes the official variant).
+
+**Speed on a GPU.** A training step reads nothing back from the device: the running loss is a device
+tensor read every ``TrainConfig.sync_every`` steps (then also checking that it is finite) and at the
+end of the epoch, and the average is updated without reading its counter (``awdlib.optim``).
 """
 
 from __future__ import annotations
@@ -20,8 +53,8 @@ import torch.nn.functional as F
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .checks import check_int, is_int, is_number, require
 from .data import Corpus, batchify, bptt_batches
-from .model import AWDLSTM, detach_hidden
-from .optim import MODES, NTASGD
+from .model import AWDLSTM, Hidden, detach_hidden
+from .optim import MODES, NTASGD, averaged_weights
 from .regularize import activation_regularization, temporal_activation_regularization
 
 
@@ -47,9 +80,16 @@ class TrainConfig:
     variable_bptt: bool = True  # Section 4.1's random window lengths; False: every window is bptt long
     progress: bool = True  # tqdm progress bars
     log_epochs: bool = True  # one summary line per epoch
+    checkpoint_every: int = 1  # write last.pt and best.pt every this many epochs (and at every stop)
+    sync_every: int = 50  # training steps between reads of the loss from the device (finite check)
+    # CUDA only: let cuDNN (the LSTMs) and cuBLAS (the decoder) compute float32 products in TF32. Off
+    # by default: the paper's GPUs had no TF32, and PyTorch by itself allows it in cuDNN but not in
+    # cuBLAS, so its default is neither the paper's FP32 nor the faster choice.
+    tf32: bool = False
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "bptt", "eval_batch_size", "test_batch_size"):
+        for name in ("epochs", "batch_size", "bptt", "eval_batch_size", "test_batch_size",
+                     "checkpoint_every", "sync_every"):
             check_int(f"train.{name}", getattr(self, name), minimum=1)
         check_int("train.nonmono", self.nonmono, minimum=0)
         require(is_int(self.seed), "train.seed", self.seed, "an integer")
@@ -66,7 +106,7 @@ class TrainConfig:
                 "none or a number of seconds > 0")
         p = self.patience
         require(p is None or is_int(p) and p >= 1, "train.patience", p, "none or an integer >= 1")
-        for name in ("variable_bptt", "progress", "log_epochs"):
+        for name in ("variable_bptt", "progress", "log_epochs", "tf32"):
             require(isinstance(getattr(self, name), bool), f"train.{name}", getattr(self, name),
                     "true or false")
 
@@ -98,6 +138,61 @@ class History:
         return cls(list(d["records"]), list(d["events"]), d["stop_reason"], d.get("diverged", False))
 
 
+@dataclass
+class EpochPlace:
+    """How far an epoch has got: enough to carry on from the next window exactly.
+
+    ``position`` is the row of the batched training data where the next window starts; ``loss_sum``
+    (a float64 device tensor) the summed cross-entropy of the ``tokens`` trained on so far; ``rng``
+    the random states at the pause (``rng_state``), None while the epoch is running.
+    """
+
+    position: int
+    hidden: Hidden
+    loss_sum: torch.Tensor
+    tokens: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    rng: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"position": self.position, "hidden": [[h.detach(), c.detach()] for h, c in self.hidden],
+                "loss_sum": float(self.loss_sum), "tokens": self.tokens, "steps": self.steps,
+                "seconds": self.seconds, "rng": self.rng}
+
+    @classmethod
+    def from_dict(cls, d: dict, device: torch.device) -> EpochPlace:
+        hidden = [(h.to(device), c.to(device)) for h, c in d["hidden"]]
+        loss_sum = torch.tensor(d["loss_sum"], dtype=torch.float64, device=device)
+        return cls(d["position"], hidden, loss_sum, d["tokens"], d["steps"], d["seconds"], d["rng"])
+
+
+def rng_state(device: torch.device, batches: torch.Generator) -> dict:
+    """The random states a resumed run needs: torch's CPU generator, the device's (CUDA) generator,
+    which draws the dropout masks of a model on the GPU, and the window-length generator."""
+    state = {"torch": torch.get_rng_state(), "batches": batches.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device, batches: torch.Generator) -> None:
+    """Undo :func:`rng_state`; the states may come back from a checkpoint mapped onto the GPU."""
+    torch.set_rng_state(state["torch"].cpu())
+    batches.set_state(state["batches"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def use_tf32(enabled: bool) -> None:
+    """Allow (or forbid) TF32 in cuDNN, which runs the LSTMs, and in cuBLAS float32 matrix products.
+
+    Process-wide settings of PyTorch; they affect only NVIDIA GPUs from Ampere on.
+    """
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
 def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of ``model.state_dict()`` that keeps tied weights tied: a parameter registered twice
     (the embedding that is also the decoder) is cloned once, and both entries hold that one tensor."""
@@ -107,6 +202,22 @@ def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if id(tensor) not in clones:
             clones[id(tensor)] = tensor.detach().clone()
     return {name: clones[id(tensor)] for name, tensor in state.items()}
+
+
+def clone_tensors(value):
+    """A copy of nested dicts, lists and tuples in which every tensor is cloned (tensors shared
+    inside ``value`` stay shared in the copy)."""
+    memo: dict[int, torch.Tensor] = {}
+
+    def copy(v):
+        if isinstance(v, torch.Tensor):
+            return memo.setdefault(id(v), v.detach().clone())
+        if isinstance(v, dict):
+            return {k: copy(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return type(v)(copy(x) for x in v)
+        return v
+    return copy(value)
 
 
 def perplexity(loss: float) -> float:
@@ -125,27 +236,29 @@ def evaluate(model: AWDLSTM, source: torch.Tensor, bptt: int = 70, batch_size: i
     device = next(model.parameters()).device
     data = (batchify(source, batch_size) if source.dim() == 1 else source).to(device)
     hidden = model.init_hidden(data.size(1))
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)
     for inputs, targets, _ in bptt_batches(data, bptt, variable=False):
         out = model(inputs, hidden)
         hidden = out.hidden
-        total += F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), reduction="sum").item()
-        count += targets.numel()
+        total += F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), reduction="sum")
     model.train(was_training)
-    return total / count
+    return total.item() / ((data.size(0) - 1) * data.size(1))
 
 
 class Trainer:
     """Trains an :class:`AWDLSTM` on a :class:`Corpus`; see the module docstring.
 
-    ``checkpoint_dir`` (optional) receives ``last.pt`` after every epoch and ``best.pt`` whenever the
-    validation loss improves. Both hold state dicts and plain values only (see ``awdlib.checkpoint``).
+    ``checkpoint_dir`` (optional) receives ``last.pt`` and ``best.pt`` (every ``checkpoint_every``
+    epochs and when a run stops). Both hold state dicts and plain values only (see
+    ``awdlib.checkpoint``); ``last.pt`` of a run paused mid-epoch also holds its :class:`EpochPlace`.
     """
 
     def __init__(self, model: AWDLSTM, corpus: Corpus, config: TrainConfig,
                  checkpoint_dir: str | Path | None = None):
         self.model, self.corpus, self.config = model, corpus, config
         self.device = next(model.parameters()).device
+        if self.device.type == "cuda":
+            use_tf32(config.tf32)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.train_data = batchify(corpus.train, config.batch_size).to(self.device)
         self.valid_data = batchify(corpus.valid, config.eval_batch_size).to(self.device)
@@ -155,6 +268,10 @@ class Trainer:
         self.epoch = 0
         self.phase = "train"
         self.best_valid_loss = math.inf
+        self.unfinished: EpochPlace | None = None  # an epoch paused by the time budget
+        self.holds_best = False  # the model holds best.pt's weights (load_best), not the iterate
+        self._unsaved_best: dict | None = None  # best.pt's contents, to be written at the next save
+        self._saved_at: tuple[int, int, float] | None = None  # last.pt's (epoch, step, clock)
 
     def _make_optimizer(self, mode: str) -> NTASGD:
         c = self.config
@@ -165,7 +282,8 @@ class Trainer:
         """Train until epoch ``epochs`` (default ``config.epochs``), the time budget, or a non-finite loss.
 
         In ``"ntasgd"`` mode the trigger is checked once per epoch (L = 1 epoch) and, when it fires,
-        averaging starts; later evaluations and ``best.pt`` use the averaged weights.
+        averaging starts; later evaluations and ``best.pt`` use the averaged weights. An epoch paused
+        by the time budget is finished first.
         """
         # A resumed fine-tuning run keeps fine-tuning's rule: stop when the criterion fires.
         on_trigger = "stop" if self.phase == "finetune" else "average"
@@ -175,124 +293,179 @@ class Trainer:
         """Fine-tune (paper Section 5): restart averaged SGD (T = 0) from the best weights so far,
         evaluate the average every epoch, keep the best, stop when the non-monotonic criterion fires.
 
-        The official ``finetune.py`` is broken on current PyTorch; this follows its intent.
+        The official ``finetune.py`` is broken on current PyTorch; this follows its intent. A training
+        epoch paused by the time budget is dropped: fine-tuning starts from the best weights.
         """
-        if self.checkpoint_dir and (self.checkpoint_dir / "best.pt").exists():
-            self.model.load_state_dict(load_checkpoint(self.checkpoint_dir / "best.pt",
-                                                       self.device)["model"])
+        if self.unfinished is not None:
+            self._log(f"dropping the paused epoch {self.epoch + 1} ({self.unfinished.steps} steps): "
+                      f"fine-tuning starts from the best weights")
+            self.unfinished = None
+        if self._unsaved_best or self.checkpoint_dir and (self.checkpoint_dir / "best.pt").exists():
+            self.load_best()
         elif self.optimizer.averaging:
             with self.optimizer.averaged_weights():
                 best = clone_state_dict(self.model)
             self.model.load_state_dict(best)
         self.phase = "finetune"
         self.optimizer = self._make_optimizer("asgd")
+        if self._saved_at:  # count the new optimizer's steps as unsaved work
+            self._saved_at = (self._saved_at[0], 0, self._saved_at[2])
         self._log(f"fine-tuning from epoch {self.epoch + 1}: averaging from the first step")
         return self._run(self.epoch + epochs, on_trigger="stop")
 
     def _run(self, last_epoch: int, on_trigger: str) -> History:
-        started = time.perf_counter()
-        while self.epoch < last_epoch:
-            budget_left = None
-            if self.config.time_budget is not None:
-                budget_left = self.config.time_budget - (time.perf_counter() - started)
-                if budget_left <= 0:
-                    self._stop(f"time budget of {self.config.time_budget:.0f} s used")
+        self.holds_best = False  # training goes on from the iterate
+        deadline = None if self.config.time_budget is None else \
+            time.perf_counter() + self.config.time_budget
+        try:
+            while self.epoch < last_epoch:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    self._stop(f"time budget of {self.config.time_budget:g} s used after epoch "
+                               f"{self.epoch}")
                     break
-            result = self._train_epoch(budget_left)
-            if result is None:
-                break
-            train_loss, tokens, seconds, partial = result
-            with self.optimizer.averaged_weights():
-                valid_loss = evaluate(self.model, self.valid_data, self.config.bptt)
-            if not math.isfinite(valid_loss):
-                self._diverge(f"non-finite validation loss ({valid_loss}) after epoch {self.epoch + 1}")
-                break
-            self.epoch += 1
-            record = {
-                "epoch": self.epoch, "phase": self.phase,
-                "train_loss": train_loss, "train_ppl": perplexity(train_loss),
-                "valid_loss": valid_loss, "valid_ppl": perplexity(valid_loss),
-                "seconds": seconds, "tokens_per_s": tokens / seconds,
-                "averaging": self.optimizer.averaging, "partial": partial,
-            }
-            self.history.records.append(record)
-            improved = valid_loss < self.best_valid_loss
-            # Logged before the checkpoints are written, so a failed save does not lose the result.
-            self._log(self._summary(record) + ("  *best*" if improved else ""))
-            if improved:
-                self.best_valid_loss = valid_loss
-                self._save("best.pt", averaged=True)
-            fired = self.optimizer.check(valid_loss)
-            if fired and on_trigger == "average" and self.optimizer.mode == "ntasgd":
-                self._log(f"non-monotonic trigger fired at epoch {self.epoch}: averaging from now on")
-            self._save("last.pt", averaged=False)
-            if fired and on_trigger == "stop":
-                self._stop(f"non-monotonic criterion met at epoch {self.epoch}: fine-tuning done")
-                break
-            patience = self.config.patience
-            if patience and self.epoch - self.history.best()["epoch"] >= patience:
-                self._stop(f"no better validation loss for {patience} epochs: stopped early at "
-                           f"epoch {self.epoch}")
-                break
-            if partial:
-                self._stop(f"time budget of {self.config.time_budget:.0f} s used in epoch {self.epoch}")
-                break
+                result = self._train_epoch(deadline)
+                if result is None:  # diverged: the last good checkpoint is back, nothing to save
+                    return self.history
+                if self.unfinished is not None:
+                    p = self.unfinished
+                    self._stop(f"time budget of {self.config.time_budget:g} s used in epoch "
+                               f"{self.epoch + 1}, paused after {p.steps} steps ({p.tokens:,} "
+                               f"tokens); the next fit() or resume carries on from there")
+                    break
+                outcome = self._end_epoch(*result, on_trigger)
+                if outcome == "diverged":
+                    return self.history
+                if outcome == "stop":
+                    break
+        except KeyboardInterrupt:
+            self._log(f"interrupted in epoch {self.epoch + 1}: {self.discarded_work()}")
+            raise
+        self._save()  # every other stop leaves last.pt (and best.pt) current
         return self.history
 
-    def _train_epoch(self, budget_left: float | None):
-        """One pass over the training data; None if the loss became non-finite."""
-        c, model, opt = self.config, self.model, self.optimizer
-        model.train()
-        hidden = model.init_hidden(c.batch_size)
-        total, tokens, partial = 0.0, 0, False
-        start = time.perf_counter()
-        bar = _progress(c.progress, total=(self.train_data.size(0) - 1) * c.batch_size,
+    def _end_epoch(self, train_loss: float, tokens: int, seconds: float, on_trigger: str):
+        """Evaluate the finished epoch, record it, feed the trigger, checkpoint; "stop" to stop,
+        "diverged" after a non-finite validation loss."""
+        with self.optimizer.averaged_weights():
+            valid_loss = evaluate(self.model, self.valid_data, self.config.bptt)
+        if not math.isfinite(valid_loss):
+            self._diverge(f"non-finite validation loss ({valid_loss}) after epoch {self.epoch + 1}")
+            return "diverged"
+        self.epoch += 1
+        record = {
+            "epoch": self.epoch, "phase": self.phase,
+            "train_loss": train_loss, "train_ppl": perplexity(train_loss),
+            "valid_loss": valid_loss, "valid_ppl": perplexity(valid_loss),
+            "seconds": seconds, "tokens_per_s": tokens / seconds,
+            "averaging": self.optimizer.averaging,
+        }
+        self.history.records.append(record)
+        improved = valid_loss < self.best_valid_loss
+        # Logged before the checkpoints are written, so a failed save does not lose the result.
+        self._log(self._summary(record) + ("  *best*" if improved else ""))
+        if improved:
+            self.best_valid_loss = valid_loss
+            if self.checkpoint_dir:  # the averaged weights now; written with the next last.pt
+                self._unsaved_best = clone_tensors(self.state_dict(averaged=True))
+        fired = self.optimizer.check(valid_loss)
+        if fired and on_trigger == "average" and self.optimizer.mode == "ntasgd":
+            self._log(f"non-monotonic trigger fired at epoch {self.epoch}: averaging from now on")
+        if self.epoch % self.config.checkpoint_every == 0:
+            self._save()
+        if fired and on_trigger == "stop":
+            self._stop(f"non-monotonic criterion met at epoch {self.epoch}: fine-tuning done")
+            return "stop"
+        patience = self.config.patience
+        if patience and self.epoch - self.history.best()["epoch"] >= patience:
+            self._stop(f"no better validation loss for {patience} epochs: stopped early at "
+                       f"epoch {self.epoch}")
+            return "stop"
+        return None
+
+    def _step(self, inputs: torch.Tensor, targets: torch.Tensor, seq_len: int,
+              hidden: Hidden) -> tuple[Hidden, torch.Tensor, torch.Tensor]:
+        """One window of the recipe; returns the new hidden state, the cross-entropy and the loss
+        with AR/TAR, both still on the device."""
+        c, opt = self.config, self.optimizer
+        for group in opt.sgd.param_groups:  # longer windows take larger steps (Section 4.1)
+            group["lr"] = c.lr * seq_len / c.bptt
+        out = self.model(inputs, detach_hidden(hidden))  # truncated BPTT: no gradient into the past
+        raw_loss = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
+        loss = raw_loss
+        if c.alpha:  # AR on the last layer's dropped output (Section 4.6)
+            loss = loss + activation_regularization(out.dropped_outputs[-1], c.alpha)
+        if c.beta:  # TAR on its raw output
+            loss = loss + temporal_activation_regularization(out.raw_outputs[-1], c.beta)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip)
+        opt.step()  # SGD, and the running average once averaging has started (Section 3)
+        return out.hidden, raw_loss.detach(), loss.detach()
+
+    def _train_epoch(self, deadline: float | None):
+        """Train the rest of the epoch: ``(mean loss, tokens, seconds)``; None if the loss became
+        non-finite; with the epoch left in :attr:`unfinished` if ``deadline`` passed first."""
+        c = self.config
+        self.model.train()
+        place = self.unfinished or EpochPlace(0, self.model.init_hidden(c.batch_size),
+                                              torch.zeros((), dtype=torch.float64, device=self.device))
+        if place.rng is not None:  # continue the paused epoch's random streams
+            set_rng_state(place.rng, self.device, self.batch_generator)
+            place.rng = None
+        self.unfinished = None
+        loss_check = torch.zeros((), device=self.device)  # not finite once any loss was not
+        last = self.train_data.size(0) - 1
+        bar = _progress(c.progress, total=last * c.batch_size, initial=place.tokens,
                         desc=f"epoch {self.epoch + 1}")
+        start = time.perf_counter()
         for inputs, targets, seq_len in bptt_batches(self.train_data, c.bptt, c.variable_bptt,
-                                                     self.batch_generator):
-            for group in opt.sgd.param_groups:  # longer windows take larger steps (Section 4.1)
-                group["lr"] = c.lr * seq_len / c.bptt
-            out = model(inputs, detach_hidden(hidden))
-            hidden = out.hidden
-            raw_loss = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
-            loss = raw_loss
-            if c.alpha:
-                loss = loss + activation_regularization(out.dropped_outputs[-1], c.alpha)
-            if c.beta:
-                loss = loss + temporal_activation_regularization(out.raw_outputs[-1], c.beta)
-            if not torch.isfinite(loss):
-                bar.close()
-                self._diverge(f"non-finite loss ({loss.item()}) in epoch {self.epoch + 1} after "
-                              f"{tokens} tokens")
-                return None
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip)
-            opt.step()
-            total += raw_loss.item() * targets.numel()
-            tokens += targets.numel()
+                                                     self.batch_generator, start=place.position):
+            place.hidden, raw_loss, loss = self._step(inputs, targets, seq_len, place.hidden)
+            place.loss_sum += raw_loss.double() * targets.numel()
+            loss_check += loss
+            place.position += seq_len
+            place.tokens += targets.numel()
+            place.steps += 1
             bar.update(targets.numel())
-            bar.set_postfix(ppl=f"{perplexity(total / tokens):.1f}", refresh=False)
-            if budget_left is not None and time.perf_counter() - start > budget_left:
-                partial = True
+            pause = deadline is not None and time.perf_counter() >= deadline and place.position < last
+            if pause or place.steps % c.sync_every == 0 or place.position == last:
+                finite = torch.isfinite(loss_check)
+                if pause:  # these weights go into last.pt without a validation loss: check them
+                    finite &= torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+                loss_sum, ok = torch.stack([place.loss_sum, finite.double()]).tolist()
+                if not ok:  # the only way out of an epoch without a place to go on
+                    bar.close()
+                    self._diverge(f"non-finite loss in epoch {self.epoch + 1}, found after step "
+                                  f"{place.steps} ({place.tokens:,} tokens)")
+                    return None
+                bar.set_postfix(ppl=f"{perplexity(loss_sum / place.tokens):.1f}", refresh=False)
+            if pause:
                 break
         bar.close()
-        return total / tokens, tokens, time.perf_counter() - start, partial
+        place.seconds += time.perf_counter() - start
+        if place.position < last:  # paused: keep the place, and the random states to go on with
+            place.rng = rng_state(self.device, self.batch_generator)
+            self.unfinished = place
+        return float(place.loss_sum) / place.tokens, place.tokens, place.seconds
 
     # ------------------------------------------------------------------------------------ evaluate
     def evaluate(self, split: str = "valid", batch_size: int | None = None) -> float:
-        """Loss on ``"valid"`` (batch ``eval_batch_size``) or ``"test"`` (batch ``test_batch_size``),
-        with the averaged weights when averaging."""
+        """Loss on ``"valid"`` (batch ``eval_batch_size``) or ``"test"`` (batch ``test_batch_size``)
+        of the weights the model holds: after :meth:`load_best` the best ones, otherwise the averaged
+        weights while averaging and the iterate before."""
         if batch_size is None:
             batch_size = self.config.test_batch_size if split == "test" else \
                 self.config.eval_batch_size
-        with self.optimizer.averaged_weights():
+        average = None if self.holds_best else self.optimizer.average
+        with averaged_weights(self.model, average):
             return evaluate(self.model, getattr(self.corpus, split), self.config.bptt, batch_size)
 
     def load_best(self) -> None:
-        """Put the best validation weights (``best.pt``) into the model."""
-        self.model.load_state_dict(load_checkpoint(self.checkpoint_dir / "best.pt",
-                                                   self.device)["model"])
+        """Put the best validation weights (``best.pt``, or the newer ones not yet written to it)
+        into the model; :meth:`evaluate` then evaluates them, and training goes on from them."""
+        state = self._unsaved_best or load_checkpoint(self.checkpoint_dir / "best.pt", self.device)
+        self.model.load_state_dict(state["model"])
+        self.holds_best = True
 
     # ---------------------------------------------------------------------------------- checkpoints
     def state_dict(self, averaged: bool = False) -> dict:
@@ -306,7 +479,8 @@ class Trainer:
             "model": model_state, "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch, "phase": self.phase, "best_valid_loss": self.best_valid_loss,
             "history": self.history.to_dict(), "corpus": self.corpus.name,
-            "rng": {"torch": torch.get_rng_state(), "batches": self.batch_generator.get_state()},
+            "rng": rng_state(self.device, self.batch_generator),
+            "unfinished": None if self.unfinished is None else self.unfinished.to_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -315,14 +489,17 @@ class Trainer:
         self.epoch, self.phase = state["epoch"], state["phase"]
         self.best_valid_loss = state["best_valid_loss"]
         self.history = History.from_dict(state["history"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.batch_generator.set_state(state["rng"]["batches"])
+        set_rng_state(state["rng"], self.device, self.batch_generator)
+        unfinished = state.get("unfinished")
+        self.unfinished = None if unfinished is None else EpochPlace.from_dict(unfinished, self.device)
+        self._unsaved_best, self.holds_best = None, False
+        self._saved_at = (self.epoch, self.optimizer.steps, time.perf_counter())
 
     @classmethod
     def resume(cls, path: str | Path, corpus: Corpus, device: str | torch.device = "cpu",
                **overrides) -> Trainer:
-        """Rebuild a trainer from ``last.pt`` and continue where it stopped (``overrides`` change the
-        stored TrainConfig, e.g. ``epochs``)."""
+        """Rebuild a trainer from ``last.pt`` and continue where it stopped, mid-epoch if the time
+        budget paused it there (``overrides`` change the stored TrainConfig, e.g. ``epochs``)."""
         state = load_checkpoint(path, device)
         model = build_model(state).to(device)
         config = TrainConfig(**{**state["train_config"], **overrides})
@@ -331,9 +508,27 @@ class Trainer:
         trainer.load_state_dict(state)
         return trainer
 
-    def _save(self, name: str, averaged: bool) -> None:
+    def _save(self) -> None:
+        """Write the best weights found since the last save (if any) to ``best.pt``, then ``last.pt``."""
         if self.checkpoint_dir:
-            save_checkpoint(self.checkpoint_dir / name, self.state_dict(averaged=averaged))
+            self._write_unsaved_best()
+            save_checkpoint(self.checkpoint_dir / "last.pt", self.state_dict())
+            self._saved_at = (self.epoch, self.optimizer.steps, time.perf_counter())
+
+    def _write_unsaved_best(self) -> None:
+        if self._unsaved_best is not None:
+            save_checkpoint(self.checkpoint_dir / "best.pt", self._unsaved_best)
+            self._unsaved_best = None
+
+    def discarded_work(self) -> str:
+        """What stopping now, without a save, throws away: the training since ``last.pt``."""
+        if not self.checkpoint_dir:
+            return "nothing is saved (no checkpoint folder)"
+        if self._saved_at is None:
+            return f"all {self.optimizer.steps} training steps so far are lost (nothing saved yet)"
+        epoch, steps, clock = self._saved_at
+        return (f"the {self.optimizer.steps - steps} training steps and {time.perf_counter() - clock:.0f}"
+                f" s since last.pt was written (after epoch {epoch}) are lost")
 
     def _diverge(self, reason: str) -> None:
         """Stop on a non-finite loss and go back to the last good checkpoint."""
@@ -344,10 +539,12 @@ class Trainer:
     def _restore_last_good(self) -> None:
         last = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
         if last and last.exists():
-            history = self.history  # the stored one lacks the stop just recorded
+            history, lost = self.history, self.discarded_work()  # the stored history lacks the stop
             self.load_state_dict(load_checkpoint(last, self.device))
+            history.records = [r for r in history.records if r["epoch"] <= self.epoch]
             self.history = history
-            self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch})")
+            self._log(f"kept the last good checkpoint {last} and restored it (epoch {self.epoch}); "
+                      f"{lost}")
         else:
             self._log("no checkpoint to restore: the model's weights may no longer be finite")
 

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import awdlib
-from awdlib.__main__ import EXIT_NOT_FINITE, CommandError, apply_settings, main
+from awdlib.__main__ import EXIT_NOT_FINITE, CommandError, apply_settings, build_parser, main
 from awdlib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from awdlib.generate import sample_words
 
@@ -207,6 +208,42 @@ def test_ctrl_c_says_how_to_continue_and_resume_reaches_the_runs_own_epochs(tmp_
     assert load_checkpoint(folder / "last.pt")["epoch"] == 3
 
 
+def test_ctrl_c_says_how_much_work_it_threw_away(tmp_path, capsys, monkeypatch):
+    real_step = awdlib.train.Trainer._step
+
+    def interrupted_in_epoch_2(trainer, *args):
+        if trainer.epoch == 1:
+            raise KeyboardInterrupt
+        return real_step(trainer, *args)
+    monkeypatch.setattr(awdlib.train.Trainer, "_step", interrupted_in_epoch_2)
+    assert train(tmp_path / "run", epochs="2") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "the 0 training steps and" in err and "since last.pt was written (after epoch 1)" in err
+
+
+def test_a_time_budget_pauses_mid_epoch_and_resume_reports_and_finishes_it(tmp_path, capsys,
+                                                                           monkeypatch):
+    clock = iter(range(10 ** 6))  # one "second" per reading: the budget pauses after a few steps
+    monkeypatch.setattr(awdlib.train, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    folder = tmp_path / "run"
+    assert train(folder, "--time-budget", "5") == 0
+    place = load_checkpoint(folder / "last.pt")["unfinished"]
+    assert place is not None and place["steps"] >= 1 and "paused after" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert main(["--threads", "1", "train", "--checkpoint-dir", str(folder), "--resume",
+                 "--no-download", "--set", "train.time_budget=none"]) == 0
+    state = load_checkpoint(folder / "last.pt")
+    assert state["epoch"] == 1 and state["unfinished"] is None
+
+
+@pytest.mark.parametrize("name", ["ptb", "wt2", "ptb-official", "wt2-official"])
+def test_the_full_scale_presets_are_accepted_by_the_command_line(name):
+    args = build_parser().parse_args(["train", "--preset", name, "--set", "train.epochs=3"])
+    preset = apply_settings(awdlib.PRESETS[args.preset], args.set)
+    assert preset.train.epochs == 3 and preset.published["fine-tuned"][1] > 0
+
+
 def test_a_non_finite_loss_exits_with_its_own_code(tmp_path, capsys):
     assert EXIT_NOT_FINITE not in (0, 1, 2)
     assert train(tmp_path / "run", "--set", "train.lr=1e8") == EXIT_NOT_FINITE
@@ -291,6 +328,14 @@ BAD = {  # command line (a function of tmp_path and the smoke run for those that
     "dropoute 1": (TRAIN + ["--set", "model.dropoute=1"], 1, r"model.dropoute must be in \[0, 1\)"),
     "dropout 1.5": (TRAIN + ["--set", "model.dropout=1.5"], 1,
                     r"model.dropout must be in \[0, 1\), got 1.5"),
+    "wdrop 1.5": (TRAIN + ["--set", "model.wdrop=1.5"], 1, r"model.wdrop must be in \[0, 1\), got 1.5"),
+    "checkpoint_every 0": (TRAIN + ["--set", "train.checkpoint_every=0"], 1,
+                           "train.checkpoint_every must be an integer >= 1, got 0"),
+    "sync_every -1": (TRAIN + ["--set", "train.sync_every=-1"], 1,
+                      "train.sync_every must be an integer >= 1, got -1"),
+    "tf32 maybe": (TRAIN + ["--set", "train.tf32=maybe"], 1, "train.tf32: expected true or false"),
+    "workers 0": (["experiment", "ladder", "--preset", "smoke", "--workers", "0"], 2,
+                  "--workers: expected an integer >= 1, got '0'"),
     "not a number": (TRAIN + ["--set", "train.lr=abc"], 1, "train.lr: expected a number, got 'abc'"),
     "epochs 0": (TRAIN + ["--epochs", "0"], 1, "train.epochs must be an integer >= 1, got 0"),
     "epochs -1": (TRAIN + ["--epochs", "-1"], 1, "train.epochs must be an integer >= 1, got -1"),
@@ -301,6 +346,8 @@ BAD = {  # command line (a function of tmp_path and the smoke run for those that
                         "temperature must be a finite number > 0, got nan"),
     "words 0": (lambda t, r: ["generate", str(r / "best.pt"), "--words", "0"], 2, "--words: expected"),
     "words -5": (lambda t, r: ["generate", str(r / "best.pt"), "--words", "-5"], 2, "--words: expected"),
+    "words -3": (lambda t, r: ["generate", str(r / "best.pt"), "--words", "-3"], 2,
+                 "--words: expected an integer >= 1, got '-3'"),
     "batch size 0": (lambda t, r: ["evaluate", str(r / "best.pt"), "--batch-size", "0"], 2,
                      "--batch-size: expected an integer >= 1"),
     "bad run.json": (lambda t, r: ["evaluate"] + _bad_run_json(t, r), 1, "run.json is not a run file"),

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from awdlib import LockedDropout, WeightDrop, dropconnect_mask, embedding_dropout
+from awdlib.dropout import cudnn_repacks
 
 T, B, I, H = 6, 3, 4, 5  # time steps, batch, input features, hidden units
 
@@ -211,8 +212,9 @@ def test_weight_drop_moves_with_to_dtype():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_weight_drop_raises_no_contiguous_chunk_warning(device):
-    # cuDNN wants one flat weight buffer; the swapped-in W_hh must not warn at every call.
+def test_weight_drop_counts_cudnns_repack_warning_instead_of_showing_it(device):
+    # cuDNN wants one flat weight buffer; it re-packs the swapped-in W_hh at every training call and
+    # warns. The warning is not shown; it is counted, as the sign that the fused kernel ran.
     lstm, x = lstm_and_input(device=device)
     wd = WeightDrop(lstm, 0.5).train()
     with warnings.catch_warnings(record=True) as caught:
@@ -221,6 +223,19 @@ def test_weight_drop_raises_no_contiguous_chunk_warning(device):
         wd.eval()(x)
         wd.train()(x)
     assert not [w for w in caught if "contiguous chunk" in str(w.message)]
+    assert cudnn_repacks(nn.Sequential(wd)) == (2 if device == "cuda" else 0)
+
+
+def test_weight_drop_still_shows_every_other_warning(monkeypatch):
+    import awdlib.dropout
+
+    def warning_call(module, weights, args, kwargs):
+        warnings.warn("something else went wrong", RuntimeWarning)
+        return module(*args, **kwargs)
+    monkeypatch.setattr(awdlib.dropout, "functional_call", warning_call)
+    lstm, x = lstm_and_input()
+    with pytest.warns(RuntimeWarning, match="something else went wrong"):
+        WeightDrop(lstm, 0.5).train()(x)
 
 
 # --------------------------------------------------------------------------------- LockedDropout

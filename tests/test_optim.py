@@ -145,3 +145,20 @@ def test_averaged_weights_without_an_average_is_the_model_itself():
     iterate = _iterate(model)
     with averaged_weights(model, None) as m:
         assert m is model and all(torch.equal(p, w) for p, w in zip(m.parameters(), iterate))
+
+
+def test_running_mean_equals_averaged_models_own_update_bit_for_bit():
+    # NTASGD folds iterates into the mean without reading a counter from the device; on a CPU its
+    # arithmetic must be exactly AveragedModel.update_parameters', which it replaces.
+    from torch.optim.swa_utils import AveragedModel
+
+    model, batches = _linear_and_batches(12)
+    opt = NTASGD(model, lr=0.3, mode="asgd")
+    reference = AveragedModel(model)
+    reference.update_parameters(model)
+    for batch in batches:
+        _sgd_step(model, opt, batch)
+        reference.update_parameters(model)
+    for mine, theirs in zip(opt.average.module.parameters(), reference.module.parameters()):
+        assert torch.equal(mine, theirs)
+    assert int(opt.average.n_averaged) == int(reference.n_averaged) == opt.averaged_count == 13

@@ -46,8 +46,8 @@ def test_learning_rate_is_rescaled_by_window_length(tiny_corpus, monkeypatch):
     seen, lrs = [], []
     real_batches = train_module.bptt_batches
 
-    def recording_batches(source, bptt, variable=True, generator=None):
-        for batch in real_batches(source, bptt, variable, generator):
+    def recording_batches(source, bptt, variable=True, generator=None, **where):
+        for batch in real_batches(source, bptt, variable, generator, **where):
             if variable:  # training windows only, not evaluation's
                 seen.append(batch[2])
             yield batch
@@ -109,8 +109,114 @@ def test_loading_a_checkpoint_never_executes_pickled_code(tmp_path):
 def test_time_budget_stops_training_and_says_so(tiny_corpus):
     trainer = _trainer(tiny_corpus, epochs=1000, time_budget=0.5)
     history = trainer.fit()
-    assert 1 <= len(history.records) < 1000
-    assert "time budget" in history.stop_reason
+    assert len(history.records) < 1000 and "time budget" in history.stop_reason
+    assert [r["epoch"] for r in history.records] == list(range(1, trainer.epoch + 1))  # whole epochs
+    assert trainer.unfinished is not None or "used after epoch" in history.stop_reason
+
+
+class FakeClock:
+    """``time`` for awdlib.train whose clock advances one second per reading: a time budget of B
+    seconds then pauses a run after about B training steps, the same ones on every run."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 1.0
+        return self.now
+
+
+def _same_training_state(a: Trainer, b: Trainer) -> None:
+    assert a.epoch == b.epoch and a.optimizer.steps == b.optimizer.steps
+    for x, y in [(a.model.state_dict(), b.model.state_dict()),
+                 (a.optimizer.average.state_dict(), b.optimizer.average.state_dict())]:
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    assert a.history.column("valid_loss") == b.history.column("valid_loss")
+    assert a.history.column("train_loss") == b.history.column("train_loss")
+    assert a.optimizer.trigger.logs == b.optimizer.trigger.logs
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 2])
+def test_budget_pauses_and_ctrl_c_both_resume_to_the_uninterrupted_runs_weights(
+        tiny_corpus, tmp_path, monkeypatch, checkpoint_every):
+    settings = dict(epochs=3, optimizer="asgd", checkpoint_every=checkpoint_every)
+    whole = _trainer(tiny_corpus, tmp_path / "whole", **settings)
+    whole.fit()
+
+    # Time budget: chunks of about 10 steps, most of them ending mid-epoch.
+    monkeypatch.setattr(train_module, "time", FakeClock())
+    chunked = _trainer(tiny_corpus, tmp_path / "budget", time_budget=10, **settings)
+    chunked.fit()
+    pauses = 0
+    while chunked.epoch < 3:
+        pauses += chunked.unfinished is not None
+        chunked = Trainer.resume(tmp_path / "budget" / "last.pt", tiny_corpus)
+        chunked.fit()
+    assert pauses >= 3
+    monkeypatch.undo()
+    _same_training_state(whole, chunked)
+
+    # Ctrl-C in the middle of epoch 3: last.pt holds epoch 2 (or 2 with checkpoint_every = 2).
+    interrupted = _trainer(tiny_corpus, tmp_path / "sigint", **settings)
+    real_step, steps = Trainer._step, iter(range(10 ** 6))
+
+    def ctrl_c_in_epoch_3(trainer, *args):
+        if trainer.epoch == 2 and next(steps) == 5:
+            raise KeyboardInterrupt
+        return real_step(trainer, *args)
+    monkeypatch.setattr(Trainer, "_step", ctrl_c_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    assert "training steps" in interrupted.history.events[-1]  # says what the stop threw away
+    monkeypatch.undo()
+    resumed = Trainer.resume(tmp_path / "sigint" / "last.pt", tiny_corpus)
+    assert resumed.epoch == 2 and resumed.unfinished is None
+    resumed.fit()
+    _same_training_state(whole, resumed)
+
+
+def test_a_paused_epoch_goes_on_in_memory_without_a_checkpoint_folder(tiny_corpus, monkeypatch):
+    whole = _trainer(tiny_corpus, epochs=2, optimizer="asgd")
+    whole.fit()
+    monkeypatch.setattr(train_module, "time", FakeClock())
+    chunked = _trainer(tiny_corpus, epochs=2, optimizer="asgd", time_budget=7)
+    while chunked.epoch < 2:
+        chunked.fit()
+        torch.rand(3)  # other code drawing random numbers between the chunks changes nothing
+    monkeypatch.undo()
+    _same_training_state(whole, chunked)
+
+
+def test_evaluate_after_load_best_evaluates_the_best_weights_not_the_running_average(
+        tiny_corpus, tmp_path, monkeypatch):
+    losses = iter([1.0, 2.0])  # epoch 1 is the best; the running average moves on in epoch 2
+    monkeypatch.setattr(train_module, "evaluate", lambda *args, **kwargs: next(losses))
+    trainer = _trainer(tiny_corpus, tmp_path, epochs=2, optimizer="asgd")
+    trainer.fit()
+    monkeypatch.undo()
+    trainer.load_best()
+    best = load_model(tmp_path / "best.pt")
+    expected = evaluate(best, tiny_corpus.valid, trainer.config.bptt, trainer.config.eval_batch_size)
+    assert trainer.evaluate("valid") == pytest.approx(expected, rel=1e-6)
+    with trainer.optimizer.averaged_weights():  # the running average is another set of weights
+        assert any(not torch.equal(p, q) for p, q in zip(trainer.model.parameters(),
+                                                          best.parameters()))
+
+
+def test_checkpoint_every_k_epochs_writes_last_pt_at_multiples_of_k_and_at_the_stop(tiny_corpus,
+                                                                                    tmp_path,
+                                                                                    monkeypatch):
+    written = []
+    real_save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint",
+                        lambda path, state: (written.append((path.name, state["epoch"])),
+                                             real_save(path, state)))
+    _trainer(tiny_corpus, tmp_path, epochs=5, checkpoint_every=2).fit()
+    assert [e for name, e in written if name == "last.pt"] == [2, 4, 5]
+    names = [name for name, e in written]  # best.pt only just before a last.pt
+    assert all(names[i + 1] == "last.pt" for i, name in enumerate(names) if name == "best.pt")
+    assert load_checkpoint(tmp_path / "best.pt")["best_valid_loss"] == \
+        load_checkpoint(tmp_path / "last.pt")["best_valid_loss"]
 
 
 def test_perplexity_is_exp_of_loss():
