@@ -22,8 +22,8 @@
 # paper reports its numbers, and puts the results beside the published ones:
 #
 # 1. **train** the 3-layer AWD-LSTM (400-dimensional embedding, 1150 hidden units, tied weights, 24M
-#    parameters on PTB) with every regulariser on, under NT-ASGD, for 500 epochs on PTB (750 on
-#    WikiText-2);
+#    parameters on PTB) with every regulariser on, under NT-ASGD, for 750 epochs on both corpora as the
+#    paper's Section 5 states (the official code's commands: 500 on PTB; preset `ptb-official`);
 # 2. **fine-tune**: averaged SGD again from the best weights, until the non-monotonic criterion stops it;
 # 3. **the continuous cache pointer**: tune its $\theta$ and $\lambda$ on validation data;
 # 4. **test** at batch size 1, with and without the cache.
@@ -343,8 +343,8 @@ if anchor:
 # ## Exercises (predict, then run)
 #
 # 1. Set `preset_name = "wt2"` (and keep the smoke scale): predict the official-anchor projection
-#    printed by the projection cell before running it. (WikiText-2 trains 750 + up to 300 epochs at
-#    105 s each.)
+#    printed by the projection cell before running it. (WikiText-2 trains 750 + up to 750 epochs of
+#    fine-tuning at 105 s each.)
 # 2. At smoke scale, pass `windows=[100, 500, 2000]` to `search_cache` (the paper's text used 2000 on
 #    PTB, the official code 500). Which window wins on 5% of the validation split, and why might a long
 #    window help less on a short text?
