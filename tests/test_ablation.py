@@ -19,8 +19,8 @@ def test_variable_bptt_switch_decides_the_training_window_lengths(tiny_corpus, m
     trainer = preset.trainer(tiny_corpus)
     lengths, real_batches = [], train_module.bptt_batches
 
-    def recording_batches(source, bptt, variable=True, generator=None):
-        for batch in real_batches(source, bptt, variable, generator):
+    def recording_batches(source, bptt, variable=True, generator=None, **kwargs):
+        for batch in real_batches(source, bptt, variable, generator, **kwargs):
             if source is trainer.train_data:  # training windows only, not evaluation's
                 lengths.append(batch[2])
             yield batch
