@@ -40,7 +40,23 @@ class Study:
         change = a["valid_ppl"] - b["valid_ppl"]
         text = (f"{name} vs {baseline}: mean validation perplexity {b['valid_ppl']:.2f} -> "
                 f"{a['valid_ppl']:.2f} ({change:+.2f})")
-        return text + _noise_verdict(change, self.noise(name, baseline), noise_multiple)
+        text += _noise_verdict(change, self.noise(name, baseline), noise_multiple)
+        paired = self.paired_changes(name, baseline)
+        if len(paired) > 1:
+            lower = sum(c < 0 for c in paired.values())
+            text += (f"; seed by seed: lower in {lower} of {len(paired)} ("
+                     + ", ".join(f"{c:+.2f}" for c in paired.values()) + ")")
+        return text
+
+    def paired_changes(self, name: str, baseline: str) -> dict[int, float]:
+        """The change in validation perplexity seed by seed, for the seeds both rows have (same
+        seed: the same first batches and dropout draws where the configurations allow)."""
+        row, base = self.get(name), self.get(baseline)
+        if row is None or base is None:
+            return {}
+        mine = dict(zip(row["seeds"], row["valid_ppl_seeds"]))
+        return {s: round(mine[s] - v, 2) for s, v in zip(base["seeds"], base["valid_ppl_seeds"])
+                if s in mine}
 
     def noise(self, name: str, baseline: str) -> float | None:
         """The larger of the two rows' seed standard deviations of validation perplexity (None
@@ -126,14 +142,8 @@ class Ablation(Study):
         return None if row is None or full is None else round(row["valid_ppl"] - full["valid_ppl"], 2)
 
     def seed_changes(self, name: str) -> dict[int, float]:
-        """The change seed by seed, for the seeds both rows have (same seed: same initial weights
-        and the same first batches)."""
-        row, full = self.get(name), self.get(self.full)
-        if row is None or full is None:
-            return {}
-        mine = dict(zip(row["seeds"], row["valid_ppl_seeds"]))
-        return {s: round(mine[s] - v, 2) for s, v in zip(full["seeds"], full["valid_ppl_seeds"])
-                if s in mine}
+        """The change against the full model seed by seed (:meth:`Study.paired_changes`)."""
+        return self.paired_changes(name, self.full)
 
     def verdict(self, name: str, noise_multiple: float = 3.0) -> str:
         """``"reproduced"`` (the paper's direction, beyond ``noise_multiple`` times the larger seed

@@ -33,3 +33,11 @@ def test_compare_measures_the_change_against_the_larger_seed_std(tmp_path):
     assert "does not clear the noise" in ladder.compare("+ weight drop", "plain LSTM")
     assert "clears the noise" in ladder.compare("+ locked dropout", "+ weight drop")
     assert "not both in the ladder" in ladder.compare("+ AR/TAR", "plain LSTM")
+
+
+def test_compare_counts_the_seeds_that_improved_pairing_runs_by_seed(tmp_path):
+    ladder = write_ladder(tmp_path, ladder_rows(runs("plain LSTM", [310.0, 320.0, 330.0])
+                                                + runs("+ weight drop", [312.0, 301.0, 302.0])))
+    assert ladder.paired_changes("+ weight drop", "plain LSTM") == {141: 2.0, 142: -19.0, 143: -28.0}
+    assert ladder.compare("+ weight drop", "plain LSTM").endswith(
+        "seed by seed: lower in 2 of 3 (+2.00, -19.00, -28.00)")
