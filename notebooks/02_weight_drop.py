@@ -217,7 +217,10 @@ plt.show()
 # above). On its own, weight drop changes little here: with seed 141 its best validation perplexity is
 # 327.17 at epoch 16, where the plain LSTM of notebook 01 reached 328.23, also at epoch 16, and both runs
 # stopped at epoch 24 as their validation curves turned up. The sentence under the table says whether
-# the difference of the seed means clears the seed noise. That is plausible: weight drop regularises only
+# the difference of the seed means clears the seed noise, and, because runs with the same seed see the
+# same batches in the same order, in how many seeds the rung did better than the plain LSTM: a paired
+# count is sharper evidence than two means when the seed spread is as large as the effect. A small
+# effect of weight drop alone is plausible: it regularises only
 # the recurrent weights, and the input, the embedding and the output are still free to memorise ten
 # percent of PTB. The paper's −11.1 is what removing weight drop costs the *full* model, where every
 # other path is already regularised; notebook 03 adds those other dropouts.

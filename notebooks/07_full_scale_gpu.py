@@ -293,7 +293,7 @@ if full and finetuned:
 # official code's own speed on its GPU instead.
 
 # %% tags=["nbval-ignore-output"]
-measured = [r["seconds"] for r in history if not r["partial"]]
+measured = [r["seconds"] for r in history]  # every record is a whole epoch (a paused one adds up)
 if measured:
     s_epoch = statistics.median(measured)
     print(f"measured: {s_epoch:.2f} s per training epoch (median of {len(measured)}), "
