@@ -40,7 +40,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # awdlib from this checkout
 
@@ -49,6 +48,7 @@ from awdlib import (PRESETS, AWDLSTM, activation_regularization, batchify, bptt_
                     temporal_activation_regularization)
 from awdlib.model import detach_hidden  # noqa: E402
 from awdlib.published import OFFICIAL_EPOCH_SECONDS, projected_hours  # noqa: E402
+from benchmarks.reference import PlainLSTMLM  # noqa: E402
 
 COMPACTION_WARNING = "not part of single contiguous chunk of memory"
 
@@ -69,30 +69,6 @@ def configs() -> list[Config]:
                "PRESETS['ptb'] with the official command's batch 20, dropouth 0.25"),
         Config("wt2", wt2, "PRESETS['wt2']"),
     ]
-
-
-class PlainLSTMLM(nn.Module):
-    """The reference: embedding -> single-layer nn.LSTMs of the AWD-LSTM's sizes -> tied decoder."""
-
-    def __init__(self, vocab_size: int, emb_size: int, hidden_size: int, n_layers: int = 3):
-        super().__init__()
-        self.encoder = nn.Embedding(vocab_size, emb_size)
-        sizes = [emb_size] + [hidden_size] * (n_layers - 1) + [emb_size]
-        self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1]) for i in range(n_layers))
-        self.decoder = nn.Linear(emb_size, vocab_size)
-        self.decoder.weight = self.encoder.weight
-
-    def init_hidden(self, batch_size: int):
-        w = self.encoder.weight
-        return [(w.new_zeros(1, batch_size, r.hidden_size), w.new_zeros(1, batch_size, r.hidden_size))
-                for r in self.rnns]
-
-    def forward(self, tokens, hidden):
-        x, new_hidden = self.encoder(tokens), []
-        for rnn, h in zip(self.rnns, hidden):
-            x, h = rnn(x, h)
-            new_hidden.append(h)
-        return argparse.Namespace(logits=self.decoder(x), hidden=new_hidden)
 
 
 def precision_flags():

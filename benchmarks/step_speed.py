@@ -27,44 +27,26 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from awdlib import AWDLSTM, AWDLSTMConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # awdlib from this checkout
+
+from awdlib import AWDLSTM, AWDLSTMConfig  # noqa: E402
+from benchmarks.reference import PlainLSTMLM  # noqa: E402
 
 
-class PlainLSTMLM(nn.Module):
-    """The reference: embedding -> n single-layer nn.LSTMs -> tied decoder, nothing else."""
-
-    def __init__(self, vocab_size: int, emb_size: int, hidden_size: int, n_layers: int = 3):
-        super().__init__()
-        self.encoder = nn.Embedding(vocab_size, emb_size)
-        sizes = [emb_size] + [hidden_size] * (n_layers - 1) + [emb_size]
-        self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1]) for i in range(n_layers))
-        self.decoder = nn.Linear(emb_size, vocab_size)
-        self.decoder.weight = self.encoder.weight
-
-    def init_hidden(self, batch_size: int):
-        return [(torch.zeros(1, batch_size, r.hidden_size), torch.zeros(1, batch_size, r.hidden_size))
-                for r in self.rnns]
-
-    def forward(self, tokens, hidden):
-        x = self.encoder(tokens)
-        for rnn, h in zip(self.rnns, hidden):
-            x, _ = rnn(x, h)
-        return self.decoder(x)
-
-
-def make_step(model: nn.Module, logits_of, batch_size: int, lr: float = 30.0, clip: float = 0.25):
+def make_step(model: nn.Module, batch_size: int, lr: float = 30.0, clip: float = 0.25):
     """A closure running one training step of ``model`` on the tokens it is given."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     model.train()
 
     def step(inputs: torch.Tensor, targets: torch.Tensor) -> None:
         optimizer.zero_grad()
-        logits = logits_of(model(inputs, model.init_hidden(batch_size)))
+        logits = model(inputs, model.init_hidden(batch_size)).logits
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -79,8 +61,7 @@ def measure(emb: int, hidden: int, vocab: int, batch: int, bptt: int, repeats: i
     torch.manual_seed(0)
     awd = AWDLSTM(AWDLSTMConfig(vocab, emb, hidden))  # the paper's dropouts are the defaults
     plain = PlainLSTMLM(vocab, emb, hidden)
-    steps = {"awd": make_step(awd, lambda out: out.logits, batch),
-             "plain": make_step(plain, lambda logits: logits, batch)}
+    steps = {"awd": make_step(awd, batch), "plain": make_step(plain, batch)}
     data = torch.randint(0, vocab, (bptt + 1, batch))
     inputs, targets = data[:-1], data[1:]
     for _ in range(warmup):
