@@ -463,7 +463,8 @@ def cmd_experiment(args) -> None:
     runs = run_study(configs, args.seeds, stem.with_suffix(".runs.jsonl"),
                      Path(args.results) / "checkpoints" / args.preset / args.study, args.workers,
                      root=args.data_root)
-    write_summary(args.study, runs, stem.with_suffix(".json"), preset)
+    vocab_size = len(preset.corpus(args.data_root).vocab)
+    write_summary(args.study, runs, stem.with_suffix(".json"), preset, vocab_size)
     print(f"summary of {len(runs)} runs in {stem.with_suffix('.json')}")
 
 

@@ -25,6 +25,7 @@ from statistics import mean, stdev
 import torch
 
 from .checks import require
+from .model import AWDLSTM
 from .presets import PRESETS, Preset
 
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
@@ -345,13 +346,23 @@ def ablation_rows(runs: list[dict]) -> list[dict]:
 STUDIES = {"ladder": (ladder_configs, ladder_rows), "ablation": (ablation_configs, ablation_rows)}
 
 
-def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset) -> list[dict]:
-    """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at."""
+def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset,
+                  vocab_size: int | None = None) -> list[dict]:
+    """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at.
+
+    The scale includes ``run_seconds``, every run's time (training, fine-tuning, testing) summed:
+    the study's wall time times the number of workers, if they never waited. Given the corpus's
+    ``vocab_size``, it also gives each configuration's number of parameters.
+    """
     scale = {"preset": preset.name, "dataset": preset.dataset, "description": preset.description,
              "model": preset.model, "train_fraction": preset.train_fraction,
              "eval_fraction": preset.eval_fraction, "epochs": preset.train.epochs,
              "patience": preset.train.patience, "finetune_epochs": preset.finetune_epochs,
-             "seeds": sorted({r["seed"] for r in runs})}
+             "seeds": sorted({r["seed"] for r in runs}),
+             "run_seconds": round(sum(r.get("finetuned", r)["seconds"] for r in runs), 1)}
+    if vocab_size is not None:
+        scale["parameters"] = {name: AWDLSTM(c.model_config(vocab_size)).num_parameters()
+                               for name, c in STUDIES[study][0](preset).items()}
     rows = [{**row, "scale": scale} for row in STUDIES[study][1](runs)]
     Path(path).write_text(json.dumps(rows, indent=1) + "\n")
     return rows

@@ -123,6 +123,8 @@ def test_rows_read_fine_tuned_results_and_minus_fine_tuning_before_them(tmp_path
     assert no_ft["valid_ppl_seeds"] == [300, 310, 320] and "before_finetuning" not in no_ft
     assert ar_tar["seeds"] == [141, 142] and ar_tar["valid_ppl_seeds"] == [280, 295]
     assert no_wdrop["valid_ppl"] == 408 and full["scale"]["dataset"] == "ptb"
+    assert full["scale"]["run_seconds"] == 8 * 120.0  # each run's time to the end of fine-tuning
+    assert "parameters" not in full["scale"]  # it needs the vocabulary's size
     assert ablation.change("– weight-dropping") == 108 and ablation.paper_change("– weight-dropping") == 11.1
     assert ablation.seed_changes("– AR/TAR") == {141: -10, 142: -5}
     assert ablation.verdict("– weight-dropping") == "reproduced"  # 108 > 3 x 10
@@ -135,6 +137,18 @@ def test_rows_read_fine_tuned_results_and_minus_fine_tuning_before_them(tmp_path
     assert reading[-2].startswith("1 of 8 rows reproduce the paper's direction")
     assert "5 have not run" in reading[-2]
     assert reading[-1] == "Spearman rank correlation with the paper's changes over 3 rows: +0.50."
+
+
+def test_summary_scale_counts_each_configurations_parameters(tmp_path):
+    preset = awdlib.PRESETS["smoke"]
+    runs = [run("AWD-LSTM", 141, 300, 290), run("– full sized embedding", 141, 310)]
+    rows = write_summary("ablation", runs, tmp_path / "ablation-x.json", preset, vocab_size=50)
+    counts = rows[0]["scale"]["parameters"]
+    assert list(counts) == list(ablation_configs(preset))
+    full = awdlib.AWDLSTM(preset.model_config(50)).num_parameters()
+    assert counts["AWD-LSTM"] == counts["– weight-dropping"] == full
+    assert counts["– full sized embedding"] > full
+    assert rows[0]["scale"]["run_seconds"] == 120.0 + 100.0
 
 
 def test_a_change_against_the_paper_beyond_the_noise_is_called_opposite(tmp_path):
@@ -171,6 +185,9 @@ def test_the_ablation_study_runs_from_the_command_line_at_smoke_scale(tmp_path):
     if run["name"] == "AWD-LSTM":
         assert before["valid_ppl_seeds"] == [round(run["valid_ppl"], 2)]
     assert ablation.verdict("– weight-dropping") == "one seed"
+    scale = json.loads((tmp_path / "ablation-smoke.json").read_text())[0]["scale"]
+    assert tuple(scale["parameters"]) == ABLATION[:1] + ABLATION[2:]  # every trained configuration
+    assert scale["run_seconds"] > 0
 
 
 def test_plot_ablation_keeps_every_row_and_shows_each_rows_seed_count(tmp_path):
