@@ -309,7 +309,7 @@ for name in ABLATION:
         continue
     epochs = ", ".join(f"{r['best_epoch']}/{r['epochs']}" for r in trained)
     train_ppl = sum(r["train_curve"][r["best_epoch"] - 1] for r in trained) / len(trained)
-    valid_ppl = sum(r["valid_ppl"] for r in trained) / len(trained)
+    valid_ppl = ablation.get(name)["before_finetuning"]["valid_ppl"]  # the summary's mean
     print(f"{name:28} {epochs:>31} {train_ppl:10.2f} {valid_ppl:10.2f}")
 at_cap = sum(r["best_epoch"] == c.epochs for r in runs)
 print(f"{at_cap} of {len(runs)} runs had their best validation perplexity in their last allowed epoch")
