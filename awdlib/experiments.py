@@ -144,7 +144,7 @@ def study_stem(study: str, preset_name: str) -> str:
 
 # ------------------------------------------------------------------------------------------ runs
 def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, root=None,
-            threads: int | None = 1) -> dict:
+            threads: int | None = 1, progress: bool = False, log_epochs: bool = False) -> dict:
     """Train one configuration with one seed; the result row (plain numbers, curves included).
 
     Test perplexity is that of the best validation weights (``best.pt``, averaged when NT-ASGD has
@@ -154,7 +154,7 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
 
     if threads:
         torch.set_num_threads(threads)
-    preset = preset.with_train(seed=seed, progress=False, log_epochs=False)
+    preset = preset.with_train(seed=seed, progress=progress, log_epochs=log_epochs)
     corpus = preset.corpus(root)
     trainer = preset.trainer(corpus, checkpoint_dir=checkpoint_dir)
     started = time.perf_counter()
@@ -203,36 +203,6 @@ def load_run(checkpoint_dir: str | Path, corpus):
     trainer.load_best()
     row = finished_run(checkpoint_dir)
     trainer.history.stop_reason = row.get("finetuned", row)["stop_reason"]
-    return trainer
-
-
-def cached_run(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path,
-               threads: int | None = None):
-    """A finished run's :class:`~awdlib.train.Trainer` (best weights, whole history): loaded from
-    ``checkpoint_dir`` when :func:`run_one` has finished it there, else trained now."""
-    if finished_run(checkpoint_dir) is None:
-        run_one(name, preset, seed, checkpoint_dir, threads=threads)
-    return load_run(checkpoint_dir, preset.corpus())
-
-
-def ladder_run(scale: str, name: str, seed: int = 141, results: str | Path = "results",
-               threads: int | None = None):
-    """A notebook's run of one ladder configuration: the study's own run (``python -m awdlib
-    experiment ladder``: same code, same seed, same folder) when it has finished, else trained now and
-    added to the study's runs and summary (``RESULTS/ladder-SCALE.runs.jsonl`` and ``.json``), so that
-    a later study skips it. Returns its Trainer (best weights, whole history)."""
-    from .presets import PRESETS
-
-    preset, results = PRESETS[scale], Path(results)
-    path = run_folder(results / "checkpoints" / scale / "ladder", name, seed)
-    trainer = cached_run(name, ladder_configs(preset)[name], seed, path, threads)
-    runs_file = results / f"ladder-{scale}.runs.jsonl"
-    runs = read_runs(runs_file)
-    if not any(r["name"] == name and r["seed"] == seed for r in runs):
-        row = finished_run(path)
-        with runs_file.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        write_summary("ladder", runs + [row], results / f"ladder-{scale}.json", preset)
     return trainer
 
 

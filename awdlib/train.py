@@ -204,9 +204,23 @@ class Trainer:
         averaging starts; later evaluations and ``best.pt`` use the averaged weights. An epoch paused
         by the time budget is finished first.
         """
+        if self.finetuning_done:
+            return self._nothing_to_train()
         # A resumed fine-tuning run keeps fine-tuning's rule: stop when the criterion fires.
         on_trigger = "stop" if self.phase == "finetune" else "average"
         return self._run(epochs or self.config.epochs, on_trigger=on_trigger)
+
+    @property
+    def finetuning_done(self) -> bool:
+        """Fine-tuning's non-monotonic criterion has fired: the run is finished, and :meth:`fit` and
+        :meth:`finetune` train nothing more (the trigger fires once, so going on would run to the epoch
+        cap instead of stopping by the criterion)."""
+        return self.phase == "finetune" and self.optimizer.trigger.fired_at is not None
+
+    def _nothing_to_train(self) -> History:
+        self._log(f"fine-tuning has finished (the non-monotonic criterion was met at epoch "
+                  f"{self.epoch}): nothing to train; the best weights are in best.pt")
+        return self.history
 
     def finetune(self, epochs: int = 300) -> History:
         """Fine-tune (paper Section 5): restart averaged SGD (T = 0) from the best weights so far,
@@ -215,6 +229,8 @@ class Trainer:
         The official ``finetune.py`` is broken on current PyTorch; this follows its intent. A training
         epoch paused by the time budget is dropped: fine-tuning starts from the best weights.
         """
+        if self.finetuning_done:
+            return self._nothing_to_train()
         if self.unfinished is not None:
             self._log(f"dropping the paused epoch {self.epoch + 1} ({self.unfinished.steps} steps): "
                       f"fine-tuning starts from the best weights")
@@ -234,6 +250,7 @@ class Trainer:
 
     def _run(self, last_epoch: int, on_trigger: str) -> History:
         self.holds_best = False  # training goes on from the iterate
+        self._run_span = (self.epoch, last_epoch, time.perf_counter())  # for _time_left
         deadline = None if self.config.time_budget is None else \
             time.perf_counter() + self.config.time_budget
         try:
@@ -281,7 +298,7 @@ class Trainer:
         self.history.records.append(record)
         improved = valid_loss < self.best_valid_loss
         # Logged before the checkpoints are written, so a failed save does not lose the result.
-        self._log(self._summary(record) + ("  *best*" if improved else ""))
+        self._log(self._summary(record) + self._time_left() + ("  *best*" if improved else ""))
         if improved:
             self.best_valid_loss = valid_loss
             if self.checkpoint_dir:  # the averaged weights now; written with the next last.pt
@@ -472,6 +489,15 @@ class Trainer:
         avg = " (averaged)" if r["averaging"] else ""
         return (f"epoch {r['epoch']:3d} | train ppl {r['train_ppl']:8.2f} | valid ppl "
                 f"{r['valid_ppl']:8.2f}{avg} | {r['seconds']:6.1f} s | {r['tokens_per_s']:6.0f} tok/s")
+
+    def _time_left(self) -> str:
+        """`` | <= 12.5 min left``: the epochs up to this call's cap at the pace of its epochs so far,
+        validation included (early stopping or the criterion may end the run sooner)."""
+        first, last, started = self._run_span
+        if self.epoch >= last:
+            return ""
+        seconds = (last - self.epoch) * (time.perf_counter() - started) / (self.epoch - first)
+        return f" | <= {seconds / 60:.1f} min left"
 
     def _log(self, message: str) -> None:
         self.history.events.append(message)

@@ -162,3 +162,21 @@ def test_a_nan_before_any_checkpoint_says_nothing_was_restored(corpus, monkeypat
     history = trainer.fit()
     assert history.records == [] and "non-finite loss" in history.stop_reason
     assert history.events[-1].startswith("no checkpoint to restore")
+
+
+def test_a_resumed_run_whose_fine_tuning_has_finished_trains_nothing_more(corpus, tmp_path,
+                                                                          monkeypatch):
+    # nonmono = 1: fine-tuning's criterion fires at its 4th check (3.0 is worse than its 1st, 2.0)
+    scripted_validation(monkeypatch, [2.0, 1.9, 2.0, 1.0, 3.0] + [2.5] * 100)
+    trainer = make_trainer(corpus, tmp_path)
+    trainer.fit(1)
+    trainer.finetune(40)
+    assert trainer.finetuning_done and trainer.epoch == 5
+    assert "fine-tuning done" in trainer.history.stop_reason
+    resumed = awdlib.Trainer.resume(tmp_path / "last.pt", corpus)
+    steps = resumed.optimizer.steps
+    history = resumed.fit(len(resumed.history.records) + 40)
+    assert resumed.epoch == 5 and len(history.records) == 5 and resumed.optimizer.steps == steps
+    assert "fine-tuning has finished" in history.events[-1]
+    resumed.finetune(40)  # a finished stage stays finished: no new fine-tuning either
+    assert resumed.epoch == 5 and resumed.optimizer.steps == steps
