@@ -62,6 +62,5 @@ demo: setup
 	done
 
 clean:
-	rm -rf $(VENV) notebooks/results/checkpoints notebooks/results/ladder-smoke.json \
-	  notebooks/results/ladder-smoke.runs.jsonl notebooks/results/ablation-smoke.json \
-	  notebooks/results/ablation-smoke.runs.jsonl
+	rm -rf $(VENV) notebooks/results/checkpoints notebooks/results/*-smoke.json \
+	  notebooks/results/*-smoke.runs.jsonl

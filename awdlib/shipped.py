@@ -112,3 +112,16 @@ def load_weights(path: str | Path, expected_sha256: str | None = None) -> tuple[
         tensors["decoder.weight"] = tensors["encoder.weight"]
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.eval(), header
+
+
+def ship_checkpoint(checkpoint: str | Path, folder: str | Path, study: str, scale: str, name: str,
+                    seed: int, **metadata: str) -> Path:
+    """Ship one run: the weights of its checkpoint (its ``best.pt``) in half precision as
+    ``FOLDER/STUDY-SCALE-NAME-seedSEED.safetensors``, listed in ``FOLDER/SHA256SUMS``."""
+    from .checkpoint import build_model, load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    path = Path(folder) / weights_name(study, scale, name, seed)
+    save_weights(build_model(state), path, corpus=state["corpus"], study=study, scale=scale, run=name,
+                 seed=seed, epoch=state["epoch"], **metadata)
+    return path
