@@ -321,3 +321,18 @@ def search_cache(inputs: CacheInputs, thetas=(0.1, 0.2, 0.3, 0.5, 0.662, 0.8, 1.
     best = dict(window=windows[w], theta=thetas[k], lambdah=lambdahs[j], loss=losses[w, k, j].item())
     plain = -inputs.target_log_probs.double().mean().item()
     return CacheSearch(windows, thetas, lambdahs, losses, best, plain)
+
+
+def tune_and_test(model: AWDLSTM, valid: torch.Tensor, test: torch.Tensor, windows=(500,),
+                  **grid) -> dict:
+    """The cache put on a trained model as the paper does: ``(window, theta, lambdah)`` searched on
+    the validation ids at batch 1 (:func:`search_cache`, ``grid`` its ``thetas`` / ``lambdahs``), then
+    the test ids scored once with the chosen settings. Returns those settings and the perplexities
+    without the cache (``*_plain_ppl``) and with it (``valid_ppl``, ``test_ppl``)."""
+    search = search_cache(cache_inputs(model, valid), windows=windows, **grid)
+    chosen = {k: search.best[k] for k in ("window", "theta", "lambdah")}
+    scored = cache_inputs(model, test)
+    return {**chosen, "valid_plain_ppl": math.exp(search.plain_loss),
+            "valid_ppl": math.exp(search.best["loss"]),
+            "test_plain_ppl": math.exp(-scored.target_log_probs.double().mean().item()),
+            "test_ppl": math.exp(scored.loss(**chosen))}

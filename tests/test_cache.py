@@ -196,6 +196,22 @@ def test_the_grid_searchs_best_point_equals_evaluating_it_directly(tiny_model_an
     assert inputs.loss(best["window"], best["theta"], best["lambdah"]) == pytest.approx(best["loss"])
 
 
+def test_tune_and_test_scores_test_once_with_the_settings_validation_chose(tiny_model_and_corpus):
+    model, corpus = tiny_model_and_corpus
+    grid = dict(thetas=(0.1, 1.0, 3.0), lambdahs=(0.0, 0.1, 0.5, 0.9), windows=(5, 100))
+    row = awdlib.cache.tune_and_test(model, corpus.valid, corpus.test, **grid)
+    best = awdlib.search_cache(awdlib.cache_inputs(model, corpus.valid), **grid).best
+    assert {k: row[k] for k in ("window", "theta", "lambdah")} == \
+        {k: best[k] for k in ("window", "theta", "lambdah")}
+    assert row["valid_ppl"] == pytest.approx(math.exp(best["loss"]))
+    test = awdlib.evaluate_with_cache(model, corpus.test, best["window"], best["theta"],
+                                      best["lambdah"])
+    assert row["test_ppl"] == pytest.approx(math.exp(test), rel=1e-6)
+    plain = awdlib.evaluate(model, corpus.test, 70, 1)
+    assert row["test_plain_ppl"] == pytest.approx(math.exp(plain), rel=1e-6)
+    assert row["test_ppl"] != pytest.approx(row["test_plain_ppl"])
+
+
 # ---------------------------------------------------------------------------------- generation
 def test_generation_with_the_cache_is_reproducible_and_differs_from_without(tiny_model_and_corpus):
     model, corpus = tiny_model_and_corpus
