@@ -67,6 +67,22 @@ def study_run(study: str, scale: str, name: str, seed: int = 141, preset: Preset
     return trainer
 
 
+def study_record(study: str, scale: str, name: str, seed: int = 141, preset: Preset | None = None,
+                 *, results: str | Path = "results", **options) -> dict:
+    """The study's row of one run (curves, best epoch, validation and test perplexity) where a notebook
+    needs no weights: read from ``RESULTS/STUDY-SCALE.runs.jsonl``, or, where the file lacks the run
+    or ``retrain=True``, the row of the run :func:`study_run` trains now (``options`` are its)."""
+    runs_file = Path(results) / f"{study}-{scale}.runs.jsonl"
+    if not options.get("retrain"):
+        row = next((r for r in read_runs(runs_file) if r["name"] == name and r["seed"] == seed), None)
+        if row is not None:
+            print(f"read {name!r} seed {seed} from {runs_file} (the study's run took "
+                  f"{_run_seconds(row):,.0f} s on one thread)")
+            return row
+    study_run(study, scale, name, seed, preset, results=results, **options)
+    return finished_run(run_folder(Path(results) / "checkpoints" / scale / study, name, seed))
+
+
 def ladder_run(scale: str, name: str, seed: int = 141, **options) -> Trainer:
     """A run of the results ladder (rung ``name`` of ``PRESETS[scale]``): :func:`study_run` with
     ``study="ladder"``."""

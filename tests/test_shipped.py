@@ -163,3 +163,17 @@ def test_every_shipped_file_is_listed_checked_and_recorded_by_its_study():
         study, scale = name.split("-")[:2]
         runs = read_runs(NOTEBOOKS / "results" / f"{study}-{scale}.runs.jsonl")
         assert any(weights_name(study, scale, r["name"], r["seed"]) == name for r in runs), name
+
+
+@pytest.mark.slow
+def test_a_record_is_read_from_the_study_or_trained_when_missing(shipped_smoke_run, monkeypatch,
+                                                                 capsys):
+    from awdlib.notebook_runs import study_record
+    results, weights, row, _ = shipped_smoke_run
+    preset = ladder_configs(awdlib.PRESETS["smoke"])["+ weight drop"]
+    trained = study_record("ladder", "smoke", "+ weight drop", preset=preset, results=results)
+    assert trained == json.loads(json.dumps(row)) and "read '+ weight drop'" in capsys.readouterr().out
+    other = study_record("notebooks", "smoke", "ASGD", 141, preset.with_train(optimizer="asgd"),
+                         results=results, threads=None)
+    assert other["name"] == "ASGD" and other["valid_curve"]
+    assert read_runs(results / "notebooks-smoke.runs.jsonl") == [other]
