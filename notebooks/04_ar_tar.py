@@ -122,17 +122,25 @@ print(f"its expectation over masks, with p = {p}: (1-p) / (1-p)^2 = 1/(1-p) = {1
 
 # %% [markdown]
 # Why the dropped output for AR, and why the ratio is not exactly $1/(1-p)$. The dropped output is
-# $m \odot h / (1-p)$ with $m \in \{0, 1\}$, so AR on it is $\sum m\,h^2 / ((1-p)^2 \sum h^2)$ times
-# AR on the raw output: the share of $\sum h^2$ that the mask kept, divided by $(1-p)^2$. Each entry is
-# kept with probability $1-p$, so the expected share is $1-p$ and the expected ratio is
+# $m \odot h / (1-p)$ with $m \in \{0, 1\}$, so
+#
+# $$
+# \frac{\mathrm{AR}(\text{dropped})}{\mathrm{AR}(\text{raw})} = \frac{\sum m\, h^2}{(1-p)^2 \sum h^2},
+# $$
+#
+# the share of $\sum h^2$ that the mask kept, divided by $(1-p)^2$. For these outputs $h$, each entry
+# is kept with probability $1-p$, so the expected share is $1-p$ and the expected ratio over masks is
 # $(1-p)/(1-p)^2 = 1/(1-p)$: AR on the dropped output is the raw penalty scaled by $1/(1-p)$, plus
-# noise. The sample above is one draw of the locked mask: one coin per (example, feature) pair, 2,048
-# of them, each repeated over the 12 steps, and a dropped feature with a large $h^2$ removes more than
-# its share. The printed lines show the share this mask kept and that it gives the sample ratio
-# exactly; with a handful of coins the ratio can land far from $1/(1-p)$. TAR on a dropped output would mostly measure the mask (a feature
-# dropped at $t$ but kept at $t+1$ "changes" a lot); locked dropout uses one mask for all steps, which
-# softens that, but the paper still takes TAR on the raw output. The two printed lines above show how
-# much the choice matters on this tiny model.
+# noise. The sample is one draw of the locked mask: one coin per (example, feature) pair, 2,048 of
+# them, each repeated over the 12 steps, and a dropped feature with a large $h^2$ removes more than
+# its share. The last two printed lines show the share this mask kept, that it gives the sample ratio
+# exactly, and the expectation beside it; with a handful of coins the ratio can land far from
+# $1/(1-p)$.
+#
+# TAR on a dropped output would mostly measure the mask (a feature dropped at $t$ but kept at $t+1$
+# "changes" a lot); locked dropout uses one mask for all steps, which softens that, but the paper
+# still takes TAR on the raw output. The line "AR on the raw output instead ..." shows how much the
+# choice matters on this tiny model.
 #
 # ## Measure: rung 4 without and rung 5 with AR/TAR
 #
