@@ -28,9 +28,13 @@
 # 2. **Batching.** The training stream is cut into `batch` long, contiguous columns, so that each column is
 #    read in order and the LSTM's hidden state can be carried from one window to the next.
 # 3. **Windows of variable length.** Truncated back-propagation through time (BPTT) cuts the columns into
-#    windows. With a fixed length 70, the word at position 1 of every window would only ever be predicted
-#    from a state that saw at most 70 words of gradient, and the window *boundaries* would fall on the same
-#    words in every epoch. The paper (Section 4.1) samples each window's length instead:
+#    windows, and a window's gradient stops at its first position. With a fixed length of 70, the
+#    target at position 1 of a window is predicted from a state made in the previous window, which the
+#    gradient cannot reach: it gets no BPTT at all; position 2 gets one step, position 3 two, and so on,
+#    so on average a word gets far fewer steps of BPTT than the window's length suggests. And because
+#    the boundaries fall every 70 steps, the same words sit at the same positions in every epoch: some
+#    always get almost no BPTT. The paper (Section 4.1) samples each window's length instead, so the
+#    boundaries move from epoch to epoch and every position gets its share:
 #
 # $$\text{base} = \begin{cases} \text{bptt} & \text{with probability } p = 0.95\\ \text{bptt}/2 & \text{with probability } 1-p \end{cases}
 # \qquad \text{seq\_len} \sim \mathcal{N}(\text{base},\, s^2),\; s = 5,\; \text{seq\_len} \ge 5$$
@@ -40,9 +44,8 @@
 
 # %% tags=["parameters"]
 import os
-scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": CPU minutes (stored outputs)
-threads = int(os.environ.get("AWDLIB_THREADS", "2"))
-progress = False  # True: a live progress bar per epoch while training
+scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": the notebooks' preset (stored outputs)
+threads = int(os.environ.get("AWDLIB_THREADS", "1"))  # 1, as the studies: the same floats as the stored outputs
 
 # %%
 # %matplotlib inline
@@ -204,7 +207,7 @@ print(f"unigram model (add-one) valid perplexity: {valid_nll.exp():.1f}   unifor
 # text and the first half of the validation and test text, so that a CPU finishes an experiment in
 # minutes):
 
-# %% tags=["nbval-ignore-output"]
+# %%
 sub = preset.corpus()
 print(preset.name, "—", preset.description)
 print({k: f"{v:,}" for k, v in sub.stats().items()})
@@ -219,8 +222,15 @@ print(f"training windows per epoch: ~{(len(sub.train) // preset.train.batch_size
 #   the start of a window and sometimes far from it; the learning rate follows the window length.
 #
 # ## Exercises
-# 1. *Predict, then run:* with `bptt = 10`, how many windows does one epoch have at batch 20? Check with
-#    `len(list(awdlib.bptt_batches(train_grid, 10)))`.
+# 1. *Predict, then run:* the training grid has 46,479 steps (the shape printed above), and the last
+#    step is only ever a target. With fixed windows of 10 (`variable=False`) at batch 20, how many
+#    windows does one epoch have, and how long is the last one? Check in a new cell:
+#    ```python
+#    fixed = [n for _, _, n in awdlib.bptt_batches(train_grid, 10, variable=False)]
+#    print(len(fixed), "windows, the last", fixed[-1], "long")
+#    ```
+#    Then count the fixed windows of 70 the same way and compare with the variable-length windows of
+#    the same epoch printed above (seed 141): why does the variable epoch need more windows?
 # 2. Set `p = 0.5` in the histogram cell and run it again. *Predict first:* what will the mean window
 #    length and the mean learning-rate factor become? (Expectation: $p \cdot 70 + (1-p) \cdot 35$, less
 #    about 0.5 for the truncation.)
