@@ -322,7 +322,7 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
     change against the full model's run with that seed); right, the paper's change. A bar is blue
     in the paper's direction beyond the noise, vermillion in the opposite one, grey within it. A row
     that has not run yet keeps its line, empty. ``notes``: a short mark per row name (e.g. "confounded")
-    added to its label; its bar is hatched."""
+    added under its label; its bar is hatched."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
@@ -345,18 +345,18 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
     def label(name):
         seeds = len(ablation.get(name)["seeds"]) if ablation.get(name) else 0
         text = f"{name} ({seeds} seed{'s' * (seeds != 1)})" if seeds else name
-        return f"{text}: {notes[name]}" if notes and name in notes else text
+        return f"{text}\n{notes[name]}" if notes and name in notes else text
 
     ours.set_yticks(range(len(names)), [label(n) for n in names])
     ours.axvline(0, color="k", lw=0.8)
-    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM (error bar: seed std; dots: seeds)")
+    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM\n(error bar: seed std; dots: seeds)")
     ours.legend(handles=[Patch(color=colours["reproduced"],
                                label=f"paper's direction, > {noise_multiple:g} std"),
                          Patch(color=colours["opposite"],
                                label=f"opposite direction, > {noise_multiple:g} std"),
                          Patch(color="0.7", label="within the noise, or no spread yet")]
                 + ([Patch(facecolor="0.7", edgecolor="white", hatch="///",
-                          label="hatched: read with the note on its label")] if notes else []),
+                          label="hatched: read with the note under its label")] if notes else []),
                 fontsize=7)
     ours.set_title(title or "ours", fontsize=9)
     dataset = {"ptb": "PTB", "wikitext-2": "WikiText-2"}.get(ablation.dataset, ablation.dataset)

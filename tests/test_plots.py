@@ -112,7 +112,7 @@ def test_ablation_verdicts_are_blue_against_vermillion_never_red_against_green(t
 def test_ablation_notes_mark_the_rows_they_name(tmp_path):
     fig = plots.plot_ablation(ablation_study(tmp_path), notes={"– AR/TAR": "confounded"})
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert "– AR/TAR (3 seeds): confounded" in labels
+    assert "– AR/TAR (3 seeds)\nconfounded" in labels
     assert sum("confounded" in text for text in labels) == 1
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
     assert len(hatched) == 1
