@@ -144,7 +144,7 @@ def study_stem(study: str, preset_name: str) -> str:
 
 # ------------------------------------------------------------------------------------------ runs
 def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, root=None,
-            threads: int | None = 1) -> dict:
+            threads: int | None = 1, progress: bool = False, log_epochs: bool = False) -> dict:
     """Train one configuration with one seed; the result row (plain numbers, curves included).
 
     Test perplexity is that of the best validation weights (``best.pt``, averaged when NT-ASGD has
@@ -154,7 +154,7 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
 
     if threads:
         torch.set_num_threads(threads)
-    preset = preset.with_train(seed=seed, progress=False, log_epochs=False)
+    preset = preset.with_train(seed=seed, progress=progress, log_epochs=log_epochs)
     corpus = preset.corpus(root)
     trainer = preset.trainer(corpus, checkpoint_dir=checkpoint_dir)
     started = time.perf_counter()
