@@ -34,12 +34,14 @@ import dataclasses
 import errno
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_file
+from .checkpoint import atomic_file, check_resumable
+from .checks import check_seed
 from .data import DataError, dataset_dir, load_corpus, resolve_name
 from .presets import PRESETS, Preset
 from .train import TrainConfig, Trainer, evaluate, perplexity
@@ -85,6 +87,22 @@ def positive_int(text: str, minimum: int = 1) -> int:
 def count(text: str) -> int:
     """argparse type: an integer >= 0."""
     return positive_int(text, minimum=0)
+
+
+def seed(text: str) -> int:
+    """argparse type: a seed torch accepts (64 bits)."""
+    try:
+        value = int(text)
+        check_seed("seed", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from -2**63 to 2**64 - 1 (a 64-bit "
+                                         f"seed), got {text!r}") from None
+    return value
+
+
+def quoted(path) -> str:
+    """A path as a shell command needs it (quoted when it holds spaces or other special characters)."""
+    return shlex.quote(str(path))
 
 
 # ------------------------------------------------------------------------------------------- --set
@@ -161,6 +179,12 @@ def load_state(path: str | Path, device: str = "cpu", keys=CHECKPOINT_KEYS) -> d
     if missing:
         raise CommandError(f"{path} lacks {', '.join(missing)}: expected a complete checkpoint; give "
                            f"a last.pt or best.pt written by 'python -m awdlib train'")
+    if keys == RESUME_KEYS:
+        try:
+            check_resumable(state)
+        except ValueError as exc:
+            raise CommandError(f"{path}: {exc}; give a last.pt written by 'python -m awdlib train'") \
+                from None
     return state
 
 
@@ -210,6 +234,23 @@ def load_run_corpus(preset: Preset, args):
     return preset.corpus(root=args.data_root, download=not args.no_download)
 
 
+def check_pairing(state: dict, corpus, path) -> None:
+    """Refuse a checkpoint trained on another corpus (or vocabulary) than the data its run's
+    ``run.json`` describes: its word ids would index the wrong words."""
+    trained_on = str(state.get("corpus") or "")
+    vocab = state["model_config"].get("vocab_size") if isinstance(state["model_config"], dict) \
+        else None
+    same_data = trained_on.partition("[")[0] in ("", corpus.name.partition("[")[0])
+    if same_data and vocab == len(corpus.vocab):
+        return
+    source = Path(path).parent / RUN_FILE
+    source = source if source.is_file() else "the checkpoint's own settings"
+    raise CommandError(f"{path} was trained on {trained_on or 'an unnamed corpus'} (a vocabulary of "
+                       f"{vocab} words), but {source} describes a run on {corpus.name} (a vocabulary "
+                       f"of {len(corpus.vocab)} words): they do not belong together; keep each "
+                       f"checkpoint beside the run.json of the run that wrote it")
+
+
 def model_from_state(state: dict, device: str, path):
     from .checkpoint import build_model
 
@@ -238,9 +279,10 @@ def check_device(device: str) -> str:
     return device
 
 
-def saved_place(folder: Path) -> str | None:
+def saved_place(folder: Path) -> tuple[str, str, int] | None:
     """Where ``folder/last.pt`` stands ("epoch 3", or "epoch 3 and 120 steps of epoch 4" when the
-    time budget paused it mid-epoch), or None when there is none."""
+    time budget paused it mid-epoch), its phase ("train" or "finetune") and epoch, or None when
+    there is none."""
     from .checkpoint import load_checkpoint
 
     last = folder / "last.pt"
@@ -248,7 +290,8 @@ def saved_place(folder: Path) -> str | None:
         return None
     state = load_checkpoint(last)
     place, epoch = state.get("unfinished"), state["epoch"]
-    return f"epoch {epoch}" + (f" and {place['steps']} steps of epoch {epoch + 1}" if place else "")
+    return (f"epoch {epoch}" + (f" and {place['steps']} steps of epoch {epoch + 1}" if place else ""),
+            state["phase"], epoch)
 
 
 def refuse_to_clobber(folder: Path) -> None:
@@ -272,30 +315,42 @@ def start_run_folder(folder: Path, run: dict, overwrite: bool) -> None:
                            f"folder you can write to") from None
 
 
-def how_to_continue(folder: Path | None) -> str:
+def how_to_continue(folder: Path | None, finetune: tuple[int, int] | None = None) -> str:
+    """The command that continues the run in ``folder``. ``finetune`` is ``(epochs, last epoch)`` of
+    an interrupted ``finetune``: ``train --resume`` to that last epoch goes on fine-tuning from
+    ``last.pt`` once it holds one of its epochs; before that, ``finetune`` starts it again."""
     if folder is None:
         return "nothing was saved (no --checkpoint-dir)"
-    place = saved_place(folder)
-    if place is None:
-        return f"start again with --overwrite (nothing is saved in {folder} yet)"
-    return (f"continue with 'python -m awdlib train --checkpoint-dir {folder} --resume' (last.pt "
-            f"holds {place})")
+    saved = saved_place(folder)
+    if saved is None:
+        return f"start again with --overwrite (nothing is saved in {quoted(folder)} yet)"
+    (place, phase, epoch), command = saved, \
+        f"python -m awdlib train --checkpoint-dir {quoted(folder)} --resume"
+    if finetune and phase == "finetune" and epoch > finetune[1] - finetune[0]:
+        return (f"continue fine-tuning with \"{command} --epochs {finetune[1]}\" (last.pt holds "
+                f"{place}, fine-tuned)")
+    if finetune:
+        return (f"start fine-tuning again with \"python -m awdlib finetune --checkpoint-dir "
+                f"{quoted(folder)} --epochs {finetune[0]}\" (none of its epochs was saved; last.pt "
+                f"holds {place})")
+    return f"continue with \"{command}\" (last.pt holds {place})"
 
 
-def train_to_the_end(trainer: Trainer, train) -> None:
-    """Run ``train()`` (fit or finetune) and print the summary; a stop on a non-finite loss, a failed
-    save or Ctrl-C becomes a one-line error that says how to continue and, for Ctrl-C, how much
-    work is lost."""
+def train_to_the_end(trainer: Trainer, train, finetune: tuple[int, int] | None = None) -> None:
+    """Run ``train()`` (fit or, with ``finetune`` as in :func:`how_to_continue`, finetune) and print
+    the summary; a stop on a non-finite loss, a failed save or Ctrl-C becomes a one-line error that
+    says how to continue and, for Ctrl-C, how much work is lost."""
     folder = trainer.checkpoint_dir
     try:
         train()
     except KeyboardInterrupt:
-        raise Interrupted(f"training interrupted after epoch {trainer.epoch}; "
-                          f"{trainer.discarded_work()}; {how_to_continue(folder)}") from None
+        raise Interrupted(f"{'fine-tuning' if finetune else 'training'} interrupted after epoch "
+                          f"{trainer.epoch}; {trainer.discarded_work()}; "
+                          f"{how_to_continue(folder, finetune)}") from None
     except OSError as exc:  # a full disk while saving a checkpoint
         fix = "make room" if exc.errno == errno.ENOSPC else "fix that"
         raise CommandError(f"could not save {exc.filename}: {str(exc.strerror or exc).lower()}; "
-                           f"{fix}, then {how_to_continue(folder)}") from None
+                           f"{fix}, then {how_to_continue(folder, finetune)}") from None
     print(summary(trainer))
     if trainer.history.diverged:
         kept = f"; {folder / 'last.pt'} keeps epoch {trainer.epoch}" if folder and trainer.epoch else ""
@@ -343,7 +398,9 @@ def cmd_train(args) -> None:
             raise CommandError("--resume continues the stored model; model.* settings cannot change it")
         changes = {"epochs": state["train_config"]["epochs"], **changes}  # the run's own target
         preset = apply_settings(preset, args.set, **changes)
-        trainer = resumed_trainer(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device,
+        corpus = load_run_corpus(preset, args)
+        check_pairing(state, corpus, checkpoint_dir / "last.pt")
+        trainer = resumed_trainer(checkpoint_dir / "last.pt", corpus, device,
                                   **dataclasses.asdict(preset.train))
         print(f"resuming after epoch {trainer.epoch} from {checkpoint_dir / 'last.pt'}")
     else:
@@ -371,9 +428,31 @@ def cmd_finetune(args) -> None:
     device = check_device(args.device)
     checkpoint_dir = Path(args.checkpoint_dir)
     state = load_state(checkpoint_dir / "last.pt", device, RESUME_KEYS)
+    best = checkpoint_dir / "best.pt"
+    # Fine-tuning starts from best.pt: refuse a broken, unsafe or foreign one as evaluate does.
+    best_state = load_state(best, device) if best.exists() else None
+    if best_state:
+        model_from_state(best_state, device, best)
     preset = run_preset(checkpoint_dir, state)
-    trainer = resumed_trainer(checkpoint_dir / "last.pt", load_run_corpus(preset, args), device)
-    train_to_the_end(trainer, lambda: trainer.finetune(args.epochs or preset.finetune_epochs or 300))
+    corpus = load_run_corpus(preset, args)
+    for path, checked in ((checkpoint_dir / "last.pt", state), (best, best_state)):
+        if checked:
+            check_pairing(checked, corpus, path)
+    trainer = resumed_trainer(checkpoint_dir / "last.pt", corpus, device)
+    epochs = args.epochs or preset.finetune_epochs or 300
+    train_to_the_end(trainer, lambda: trainer.finetune(epochs), (epochs, trainer.epoch + epochs))
+
+
+def holds_the_iterate_while_averaging(state: dict) -> bool:
+    """Whether a checkpoint (a ``last.pt``) holds the raw weights of the last step while the
+    optimizer was already averaging them, so that its score is not the one the epoch log showed."""
+    optimizer = state.get("optimizer")
+    average = optimizer.get("average") if isinstance(optimizer, dict) else None
+    if not isinstance(average, dict):
+        return False
+    means = {k.removeprefix("module."): v for k, v in average.items() if isinstance(v, torch.Tensor)}
+    return any(name in means and not torch.equal(weight, means[name])
+               for name, weight in state["model"].items())
 
 
 def cmd_evaluate(args) -> None:
@@ -381,6 +460,7 @@ def cmd_evaluate(args) -> None:
     state = load_state(args.checkpoint, device)
     preset = run_preset(Path(args.checkpoint).parent, state)
     corpus = load_run_corpus(preset, args)
+    check_pairing(state, corpus, args.checkpoint)
     model = model_from_state(state, device, args.checkpoint)
     config = stored_train_config(state)
     batch_size = args.batch_size or (config.test_batch_size if args.split == "test"
@@ -391,6 +471,9 @@ def cmd_evaluate(args) -> None:
         raise CommandError(f"--batch-size {batch_size}: {exc}") from None
     print(f"{args.split}: loss {loss:.4f}, perplexity {perplexity(loss):.2f} "
           f"({len(getattr(corpus, args.split)):,} tokens of {corpus.name}, batch {batch_size})")
+    if holds_the_iterate_while_averaging(state):
+        print("scored: the raw weights of the last step; averaging had started, so the epoch log "
+              "scored the averaged weights (best.pt holds the best of those)")
     if not math.isfinite(loss):
         finite = all(torch.isfinite(p).all() for p in model.parameters())
         why = "the model overflows on this text" if finite else "the checkpoint's weights are not finite"
@@ -416,6 +499,7 @@ def cmd_cache(args) -> None:
     if args.bptt < 1:
         raise CommandError(f"--bptt must be >= 1, got {args.bptt}")
     corpus = load_run_corpus(preset, args)
+    check_pairing(state, corpus, args.checkpoint)
     model = model_from_state(state, device, args.checkpoint)
     if args.search:
         result = search_cache(cache_inputs(model, corpus.valid, args.bptt), args.thetas, args.lambdahs,
@@ -432,6 +516,12 @@ def cmd_cache(args) -> None:
     print(f"{split}: perplexity {perplexity(plain):.2f} without the cache, {perplexity(loss):.2f} with "
           f"it (loss {loss:.4f}; window {settings['window']}, theta {settings['theta']:g}, lambdah "
           f"{settings['lambdah']:g}; {len(inputs.targets):,} tokens of {corpus.name}, batch 1)")
+    if not math.isfinite(loss):
+        why = ("the model's own loss is not finite" if not math.isfinite(plain) else
+               "with lambdah 1 a word absent from the cache's window has probability 0; use a "
+               "lambdah below 1" if settings["lambdah"] == 1 else
+               f"theta {settings['theta']:g} overflows the cache's attention; use a smaller theta")
+        raise NotFiniteError(f"the {split} loss with the cache is {loss}: {why}")
 
 
 def cmd_generate(args) -> None:
@@ -440,6 +530,7 @@ def cmd_generate(args) -> None:
     device = check_device(args.device)
     state = load_state(args.checkpoint, device)
     corpus = load_run_corpus(run_preset(Path(args.checkpoint).parent, state), args)
+    check_pairing(state, corpus, args.checkpoint)
     model = model_from_state(state, device, args.checkpoint)
     try:
         text = generate(model, corpus.vocab, args.words, args.temperature, args.seed, args.start)
@@ -448,24 +539,101 @@ def cmd_generate(args) -> None:
     print(text)
 
 
-def cmd_experiment(args) -> None:
-    from .experiments import STUDIES, run_study, study_stem, write_summary
+def study_configs(study: str, preset: Preset) -> dict[str, Preset]:
+    from .experiments import STUDIES
 
+    try:
+        return STUDIES[study][0](preset)
+    except ValueError as exc:  # a preset the study cannot use (the ablation needs the full recipe)
+        fits = []
+        for name, candidate in PRESETS.items():
+            try:
+                STUDIES[study][0](candidate)
+                fits.append(name)
+            except ValueError:
+                pass
+        raise CommandError(f"{exc}; presets that fit the {study} study: {', '.join(fits)}") from None
+
+
+def check_results_folder(folder: Path, files: list[Path]) -> None:
+    """Refuse, before any training, a --results folder the study cannot write its files into."""
+    probe = folder / f".{files[0].name}.probe"
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise CommandError(f"--results {quoted(folder)} is a file: give a folder")
+        for path in files:
+            if path.is_dir():
+                raise CommandError(f"--results: {path} is a folder, where the study writes a file; "
+                                   f"move it away or give another --results folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.open("xb").close()
+        probe.unlink()
+        for path in files:
+            if path.exists():
+                path.open("ab").close()
+    except OSError as exc:
+        raise CommandError(f"--results {quoted(folder)}: cannot write {exc.filename or folder} "
+                           f"({exc.strerror}); give a folder you can write to") from None
+
+
+def cmd_experiment(args) -> None:
+    from .experiments import (STUDIES, StudyIncomplete, run_study, study_runs, study_stem,
+                              write_summary)
+    from .pool import PoolInterrupted
+    from .results import RunsFileError, read_runs
+
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        raise CommandError(f"--seeds: {', '.join(map(str, repeated))} given more than once; give "
+                           f"each seed once (the same seed trains the same run again)")
     preset = apply_settings(PRESETS[args.preset], args.set)
-    configs = STUDIES[args.study][0](preset)
+    configs = study_configs(args.study, preset)
+    try:  # rows from before fingerprints are taken as runs of the preset as it stands
+        legacy = STUDIES[args.study][0](PRESETS[args.preset])
+    except ValueError:
+        legacy = {}
     unknown = set(args.only or ()) - set(configs)
     if unknown:
         raise CommandError(f"--only: no configuration {sorted(unknown)} in the {args.study} study; "
                            f"it has {', '.join(map(repr, configs))}")
-    if args.only:
-        configs = {name: configs[name] for name in args.only}
-    stem = Path(args.results) / study_stem(args.study, args.preset)
-    runs = run_study(configs, args.seeds, stem.with_suffix(".runs.jsonl"),
-                     Path(args.results) / "checkpoints" / args.preset / args.study, args.workers,
-                     root=args.data_root)
-    vocab_size = len(preset.corpus(args.data_root).vocab)
-    write_summary(args.study, runs, stem.with_suffix(".json"), preset, vocab_size)
-    print(f"summary of {len(runs)} runs in {stem.with_suffix('.json')}")
+    chosen = {name: configs[name] for name in args.only} if args.only else configs
+    folder = Path(args.results)
+    stem = folder / study_stem(args.study, args.preset)
+    runs_file, summary_file = stem.with_suffix(".runs.jsonl"), stem.with_suffix(".json")
+    check_results_folder(folder, [runs_file, summary_file])
+    corpus = load_run_corpus(preset, args)  # once, here: a missing dataset stops the study now
+
+    def finished() -> list[dict]:  # run_study itself reports a cut-off last line
+        return study_runs(read_runs(runs_file, warn=lambda message: None), configs, legacy)
+
+    def summarize() -> None:
+        runs = finished()
+        try:
+            write_summary(args.study, runs, summary_file, preset, len(corpus.vocab))
+        except OSError as exc:
+            raise CommandError(f"could not write {summary_file} ({exc.strerror})") from None
+        print(f"summary of {len(runs)} runs in {summary_file}")
+
+    try:
+        before = len(finished())
+        run_study(chosen, args.seeds, runs_file, folder / "checkpoints" / args.preset / args.study,
+                  args.workers, root=args.data_root, legacy=legacy, download=not args.no_download)
+    except RunsFileError as exc:
+        raise CommandError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        summarize()
+        stopped = f"{len(exc.stopped)} stopped, {len(exc.cancelled)} not started; " \
+            if isinstance(exc, PoolInterrupted) else ""
+        raise Interrupted(f"study interrupted: {len(finished()) - before} run(s) finished and are "
+                          f"recorded in {runs_file}; {stopped}run the same command again to do the "
+                          f"rest") from None
+    except StudyIncomplete as exc:
+        summarize()
+        if exc.failed:
+            raise NotFiniteError(f"{exc}; a failed run is recorded in {runs_file} and not retried: "
+                                 f"try a lower train.lr or train.clip") from None
+        raise CommandError(f"{exc}; run the same command again to retry") from None
+    summarize()
 
 
 # -------------------------------------------------------------------------------------- parser
@@ -543,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--words", type=positive_int, default=50,
                    help="how many words to sample (default 50)")
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
-    p.add_argument("--seed", type=int, help="make the sample reproducible")
+    p.add_argument("--seed", type=seed, help="make the sample reproducible")
     p.add_argument("--start", default="<eos>", help="words to feed in first (default <eos>)")
     device_flag(p)
 
@@ -552,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ladder: the rungs of notebooks 01-05; ablation: the paper's '– X' table "
                         "(notebook 08; its CPU scale is --preset ablation-demo)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    p.add_argument("--seeds", type=int, nargs="+", default=[141, 142, 143])
+    p.add_argument("--seeds", type=seed, nargs="+", default=[141, 142, 143],
+                   help="one run per configuration and seed; each seed once")
     p.add_argument("--workers", type=count, default=1,
                    help="parallel runs, one torch thread each (0: one after another in this process)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these configurations")

@@ -50,15 +50,20 @@ PAPER_CACHE = {dataset: {split: (sources["paper"]["fine-tuned"][i], sources["pap
                for dataset, sources in PUBLISHED.items()}
 
 
+FLOAT32_MAX = torch.finfo(torch.float32).max
+
+
 def check_cache_params(window: int, theta: float, lambdah: float, history: str = "paper") -> None:
-    """Raise ``ValueError`` naming the bad value: ``window`` an integer >= 1, ``theta`` finite,
-    ``0 <= lambdah <= 1``, ``history`` one of ``"paper"``, ``"official"``."""
+    """Raise ``ValueError`` naming the bad value: ``window`` an integer >= 1, ``theta`` a number
+    float32 can hold (the scores ``theta h_t . h_i`` are float32), ``0 <= lambdah <= 1``, ``history``
+    one of ``"paper"``, ``"official"``."""
     if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 1:
         raise ValueError(f"window must be an integer >= 1 (the number of earlier steps the cache "
                          f"holds), got {window!r}")
-    if not isinstance(theta, numbers.Real) or not math.isfinite(theta):
-        raise ValueError(f"theta must be a finite number (the flatness of the cache's attention; "
-                         f"the official runs use 0.662-1.0), got {theta!r}")
+    if not isinstance(theta, numbers.Real) or not abs(theta) <= FLOAT32_MAX:  # also rejects nan
+        raise ValueError(f"theta must be a finite number of at most {FLOAT32_MAX:.3g} in size (the "
+                         f"flatness of the cache's attention; the official runs use 0.662-1.0), "
+                         f"got {theta!r}")
     if not isinstance(lambdah, numbers.Real) or not 0 <= lambdah <= 1:
         raise ValueError(f"lambdah must be between 0 and 1 (the cache's weight in the mix; "
                          f"0 switches the cache off), got {lambdah!r}")

@@ -28,6 +28,15 @@ def check_int(name: str, value, minimum: int) -> None:
     require(is_int(value) and value >= minimum, name, value, f"an integer >= {minimum}")
 
 
+# What torch.manual_seed and torch.Generator.manual_seed accept: any 64-bit seed, signed or not.
+SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
+
+
+def check_seed(name: str, value) -> None:
+    require(is_int(value) and SEED_RANGE[0] <= value <= SEED_RANGE[1], name, value,
+            "an integer from -2**63 to 2**64 - 1 (a 64-bit seed)")
+
+
 def check_rate(name: str, p) -> None:
     """A dropout rate: the probability of dropping, in [0, 1) (1 would drop everything)."""
     require(is_number(p) and 0 <= p < 1, name, p, "in [0, 1)")

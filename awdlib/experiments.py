@@ -6,7 +6,15 @@ ladder of notebooks 01-05, :func:`ablation_configs` the paper's ablation table o
 preset's epoch cap, under the same early-stopping rule for all
 (``patience``), so compute and data are matched across configurations. Each finished run is appended
 to a JSON Lines file at once; a study started again skips the runs already in that file, so it can be
-interrupted and resumed. Runs go to ``workers`` processes with one torch thread each.
+interrupted and resumed. Runs go to ``workers`` processes with one torch thread each
+(:mod:`awdlib.pool`: Ctrl-C stops them at once, keeping every finished run).
+
+Every row says what produced it: the preset's name, its :meth:`~awdlib.presets.Preset.settings`
+(everything the result depends on besides the seed: the corpus and the fractions of it, the
+fine-tuning budget, every model field, every training field but the display, time-budget and
+checkpoint-frequency ones) and their fingerprint. A row is reused only for the same fingerprint
+(:func:`study_runs`); rows written before rows carried one are taken as runs of the preset the study
+names, as it stands. A run stopped by a non-finite loss is recorded with ``failed`` (the reason).
 
 A preset with ``finetune_epochs > 0`` is fine-tuned after training (paper Section 5), and its row
 holds both results: before (``valid_ppl``, ``test_ppl``) and after (``finetuned``).
@@ -16,17 +24,17 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 from statistics import mean, stdev
 
 import torch
 
+from .checkpoint import atomic_file
 from .checks import require
 from .model import AWDLSTM
 from .presets import PRESETS, Preset
+from .results import append_run, read_runs
 
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
 
@@ -144,20 +152,32 @@ def study_stem(study: str, preset_name: str) -> str:
 
 # ------------------------------------------------------------------------------------------ runs
 def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, root=None,
-            threads: int | None = 1, progress: bool = False, log_epochs: bool = False) -> dict:
+            threads: int | None = 1, progress: bool = False, log_epochs: bool = False,
+            download: bool = True) -> dict:
     """Train one configuration with one seed; the result row (plain numbers, curves included).
 
     Test perplexity is that of the best validation weights (``best.pt``, averaged when NT-ASGD has
-    switched), at the preset's test batch size (1, as in the paper).
+    switched), at the preset's test batch size (1, as in the paper). The row says what produced it:
+    ``preset`` (the name), ``settings`` (:meth:`~awdlib.presets.Preset.settings`, everything the
+    result depends on besides the seed) and their ``fingerprint``. A run starts afresh: the
+    checkpoints and result of an earlier run in ``checkpoint_dir`` are deleted first. A run stopped
+    by a non-finite loss (in training or fine-tuning) returns a row with ``failed`` (the reason) in
+    place of results, and writes no ``result.json``.
     """
     from .train import evaluate, perplexity
 
     if threads:
         torch.set_num_threads(threads)
     preset = preset.with_train(seed=seed, progress=progress, log_epochs=log_epochs)
-    corpus = preset.corpus(root)
+    checkpoint_dir = Path(checkpoint_dir)
+    for file in ("last.pt", "best.pt", RESULT_FILE):
+        for stale in (checkpoint_dir / file, checkpoint_dir / f"{file}.tmp"):
+            stale.unlink(missing_ok=True)
+    corpus = preset.corpus(root, download)
     trainer = preset.trainer(corpus, checkpoint_dir=checkpoint_dir)
     started = time.perf_counter()
+    row = {"name": name, "seed": seed, "preset": preset.name, "fingerprint": preset.fingerprint(),
+           "settings": preset.settings()}
 
     def result() -> dict:
         trainer.load_best()
@@ -170,14 +190,24 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
                 "train_curve": [round(v, 2) for v in h.column("train_ppl")],
                 "stop_reason": h.stop_reason, "seconds": round(time.perf_counter() - started, 1)}
 
+    def failed(stage: str) -> dict:
+        return {**row, "failed": f"{stage}{trainer.history.stop_reason}",
+                "epochs": len(trainer.history.records),
+                "seconds": round(time.perf_counter() - started, 1)}
+
     trainer.fit()
-    row = {"name": name, "seed": seed, **result()}
+    if trainer.history.diverged:
+        return failed("")
+    row.update(result())
     trigger = trainer.optimizer.trigger.fired_at  # NT-ASGD's switch (the trigger also runs under SGD)
     row["trigger_epoch"] = trigger + 1 if trigger is not None and trainer.optimizer.averaging else None
     if preset.finetune_epochs:
         trainer.finetune(preset.finetune_epochs)
+        if trainer.history.diverged:
+            return failed("fine-tuning: ")
         row["finetuned"] = result()
-    (Path(checkpoint_dir) / RESULT_FILE).write_text(json.dumps(row) + "\n")
+    with atomic_file(checkpoint_dir / RESULT_FILE) as f:
+        f.write((json.dumps(row) + "\n").encode())
     return row
 
 
@@ -206,42 +236,148 @@ def load_run(checkpoint_dir: str | Path, corpus):
     return trainer
 
 
+def _flat(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        flat.update(_flat(value, f"{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+def settings_change(old: dict, new: dict) -> str:
+    """The settings in which ``old`` and ``new`` (:meth:`~awdlib.presets.Preset.settings`) differ,
+    in words: ``"train.epochs 2, here 3"``."""
+    a, b = _flat(old), _flat(new)
+    return "; ".join(f"{k} {a.get(k, 'unset')}, here {b.get(k, 'unset')}"
+                     for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
+
+
+def _why_not_reused(row: dict, config: Preset, legacy: Preset | None) -> str | None:
+    """None when ``row`` is a run of ``config``; else why not. A row without a fingerprint (written
+    before rows carried one) is taken to be a run of ``legacy`` if its epoch counts fit that."""
+    if "fingerprint" in row:
+        if row["fingerprint"] == config.fingerprint():
+            return None
+        stored = row.get("settings")
+        change = settings_change(stored, config.settings()) if isinstance(stored, dict) else ""
+        return change or f"fingerprint {row['fingerprint']}, here {config.fingerprint()}"
+    if legacy is None:
+        return "it has no fingerprint, and no preset to take it from"
+    if legacy.fingerprint() != config.fingerprint():
+        return (f"no fingerprint (taken as a run of preset {legacy.name!r}): "
+                f"{settings_change(legacy.settings(), config.settings())}")
+    caps = {"": legacy.train.epochs, "finetuned.": legacy.train.epochs + legacy.finetune_epochs}
+    for stage, cap in caps.items():
+        result = row.get(stage.rstrip(".")) if stage else row
+        if isinstance(result, dict) and result.get("epochs", 0) > cap:
+            return (f"{stage.replace('.', ' ')}{result['epochs']} epochs, more than preset "
+                    f"{legacy.name!r} allows ({cap}): a run of another scale")
+    return None
+
+
+def study_runs(rows: list[dict], configs: dict[str, Preset],
+               legacy: dict[str, Preset] | None = None, log=None) -> list[dict]:
+    """The rows that are runs of ``configs`` (by name and fingerprint), one per (name, seed), in
+    file order; rows of other names are left out. Rows without a fingerprint are taken to come from
+    ``legacy[name]`` (default: ``configs[name]``), when their epoch counts fit it. ``log`` (when
+    given) hears how many rows were left out as runs of another configuration, and why."""
+    legacy = configs if legacy is None else legacy
+    kept, seen, others = [], set(), {}
+    for row in rows:
+        if row["name"] not in configs:
+            continue
+        why = _why_not_reused(row, configs[row["name"]], legacy.get(row["name"]))
+        if why is not None:
+            others.setdefault(why, []).append(row)
+        elif (row["name"], row["seed"]) not in seen:
+            seen.add((row["name"], row["seed"]))
+            kept.append(row)
+    if log and others:
+        count = sum(map(len, others.values()))
+        log(f"{count} run(s) of another configuration, not reused: "
+            + "; ".join(f"{len(rs)} with {why}" for why, rs in others.items()))
+    return kept
+
+
+# ---------------------------------------------------------------------------------------- studies
+class StudyIncomplete(RuntimeError):
+    """A study that went through its queue with runs that did not finish: ``runs`` (its finished
+    runs), ``failed`` (rows of runs stopped by a non-finite loss, recorded in the runs file and not
+    retried) and ``lost`` (``(name, seed, reason)`` of runs that crashed or were killed, not
+    recorded: running the study again retries them)."""
+
+    def __init__(self, runs: list[dict], failed: list[dict], lost: list[tuple]):
+        self.runs, self.failed, self.lost = runs, failed, lost
+        parts = [f"{r['name']!r} seed {r['seed']} failed: {r['failed']}" for r in failed]
+        parts += [f"{name!r} seed {seed}: {why}" for name, seed, why in lost]
+        super().__init__(f"{len(failed) + len(lost)} run(s) did not finish: {'; '.join(parts)}")
+
+
 def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
-              checkpoint_root: str | Path, workers: int = 1, root=None, log=print) -> list[dict]:
+              checkpoint_root: str | Path, workers: int = 1, root=None, log=print, *,
+              legacy: dict[str, Preset] | None = None, download: bool = True) -> list[dict]:
     """Run every configuration with every seed not yet in ``results`` (JSON Lines); append each
-    finished run's row as it arrives. Returns all rows of the file. ``workers`` processes run side by
-    side; ``workers=0`` runs one after another in this process (no process start-up: smoke runs)."""
+    run's row as it ends. Returns the file's finished runs of ``configs``. ``workers`` processes run
+    side by side (:mod:`awdlib.pool`); ``workers=0`` runs one after another in this process (no
+    process start-up: smoke runs).
+
+    A row is reused only if it is a run of the same configuration (:func:`study_runs`: same
+    fingerprint; rows from before fingerprints are taken to be runs of ``legacy``, default
+    ``configs``); the log says how many rows were not reused, and why. A seed given twice runs once.
+
+    Ctrl-C stops the study at once (queued runs are cancelled, running ones ended) with every
+    finished run recorded, and raises ``KeyboardInterrupt``. A run stopped by a non-finite loss is
+    recorded as failed (``failed``: the reason) and not retried; a run whose process crashes or dies
+    is not recorded. Either way the others go on, and the study ends in :class:`StudyIncomplete`.
+    """
+    from .pool import run_in_processes
+
     results = Path(results)
-    done = {(r["name"], r["seed"]) for r in read_runs(results)}
-    todo = [(name, seed) for name in configs for seed in seeds if (name, seed) not in done]
-    log(f"{len(done)} runs already in {results}; {len(todo)} to go on "
+    unique = list(dict.fromkeys(seeds))
+    if len(unique) < len(seeds):
+        log(f"seeds given more than once run once: {', '.join(map(str, unique))}")
+    rows = study_runs(read_runs(results, failed=True, warn=log), configs, legacy,
+                      lambda message: log(f"{results}: {message}"))
+    done = {(r["name"], r["seed"]) for r in rows}
+    todo = [(name, seed) for name in configs for seed in unique if (name, seed) not in done]
+    failed = sum("failed" in r for r in rows)
+    log(f"{len(done)} runs already in {results}" + (f" ({failed} failed: not retried)" if failed else "")
+        + f"; {len(todo)} to go on "
         + (f"{workers} worker(s)" if workers else "this process"))
     results.parent.mkdir(parents=True, exist_ok=True)
+    lost = []
 
     def record(row: dict) -> None:
-        with results.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_run(results, row, warn=log)
+        if "failed" in row:
+            log(f"{row['name']!r} seed {row['seed']} failed: {row['failed']}")
+            return
         log(f"{row['name']!r} seed {row['seed']}: valid {row['valid_ppl']:.2f}, test "
             f"{row['test_ppl']:.2f} (best epoch {row['best_epoch']}/{row['epochs']}, "
             f"{row['seconds']:.0f} s)")
 
-    if not workers:
-        for name, seed in todo:
-            record(run_one(name, configs[name], seed, run_folder(checkpoint_root, name, seed), root))
-        return read_runs(results)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, name, configs[name], seed,
-                               run_folder(checkpoint_root, name, seed), root) for name, seed in todo]
-        for future in as_completed(futures):
-            record(future.result())
-    return read_runs(results)
+    def crashed(job: tuple, why: str) -> None:
+        lost.append((job[0], job[2], why))
+        log(f"{job[0]!r} seed {job[2]} did not finish: {why}")
 
-
-def read_runs(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    jobs = [(name, configs[name], seed, run_folder(checkpoint_root, name, seed), root, 1, False,
+             False, download) for name, seed in todo]
+    if workers:
+        run_in_processes(run_one, jobs, workers, done=lambda job, row: record(row), failed=crashed)
+    else:
+        for job in jobs:
+            try:
+                row = run_one(*job)
+            except Exception as exc:  # as a worker process reports it: the study goes on
+                crashed(job, f"{type(exc).__name__}: {exc}")
+                continue
+            record(row)
+    rows = study_runs(read_runs(results, failed=True, warn=log), configs, legacy)
+    asked = [r for r in rows if r["seed"] in unique]
+    failed = [r for r in asked if "failed" in r]
+    finished = [r for r in rows if "failed" not in r]
+    if failed or lost:
+        raise StudyIncomplete(finished, failed, lost)
+    return finished
 
 
 # --------------------------------------------------------------------------------------- summary
@@ -334,5 +470,6 @@ def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset
         scale["parameters"] = {name: AWDLSTM(c.model_config(vocab_size)).num_parameters()
                                for name, c in STUDIES[study][0](preset).items()}
     rows = [{**row, "scale": scale} for row in STUDIES[study][1](runs)]
-    Path(path).write_text(json.dumps(rows, indent=1) + "\n")
+    with atomic_file(path) as f:
+        f.write((json.dumps(rows, indent=1) + "\n").encode())
     return rows

@@ -17,6 +17,7 @@ import math
 import torch
 
 from .cache import cache_distribution, check_cache_params
+from .checks import check_seed
 from .data import EOS, Vocab
 from .model import AWDLSTM
 
@@ -36,6 +37,8 @@ def sample_words(model: AWDLSTM, vocab: Vocab, n_words: int = 50, temperature: f
     """
     if not 0 < temperature < math.inf:  # also rejects nan
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if seed is not None:
+        check_seed("seed", seed)
     try:  # theta and lambdah are checked even without a window: a typo should not pass silently
         check_cache_params(1 if cache_window is None else cache_window, cache_theta, cache_lambdah)
     except ValueError as exc:

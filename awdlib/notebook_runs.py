@@ -53,7 +53,8 @@ def study_run(study: str, scale: str, name: str, seed: int = 141, preset: Preset
         return _shipped_trainer(preset, shipped, recorded, runs_file)
 
     folder = run_folder(results / "checkpoints" / scale / study, name, seed)
-    if retrain or finished_run(folder) is None:
+    done = finished_run(folder)  # reused only if run with these settings (older rows: assumed so)
+    if retrain or done is None or done.get("fingerprint", preset.fingerprint()) != preset.fingerprint():
         _train_visibly(name, preset, seed, folder, recorded, threads, progress)
     trainer = load_run(folder, preset.corpus())
     if recorded is None:  # a run the study lacks joins it

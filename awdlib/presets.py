@@ -16,7 +16,9 @@ its settings), ``awdlib.train`` says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -27,6 +29,19 @@ from .published import PUBLISHED
 from .train import TrainConfig, Trainer
 
 NO_DROPOUT = dict(dropout=0.0, dropouth=0.0, dropouti=0.0, dropoute=0.0, wdrop=0.0)
+# TrainConfig fields that do not change what a run computes: what it shows, and when it pauses or
+# writes checkpoints (a paused or checkpointed run goes on exactly as if it had not stopped).
+RESULT_NEUTRAL = ("progress", "log_epochs", "time_budget", "checkpoint_every", "sync_every")
+
+
+def settings_fingerprint(settings: dict) -> str:
+    """The fingerprint of :meth:`Preset.settings` (also of settings stored in a results row)."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+    text = json.dumps(plain(settings), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,24 @@ class Preset:
         torch.manual_seed(self.train.seed)
         model = AWDLSTM(self.model_config(len(corpus.vocab))).to(device)
         return Trainer(model, corpus, self.train, checkpoint_dir=checkpoint_dir)
+
+    def settings(self) -> dict:
+        """Every setting a run's result depends on, besides its seed: the corpus (``dataset``, the
+        ``train_fraction`` and ``eval_fraction`` used), ``finetune_epochs``, every model field
+        (defaults included, so that leaving a field out and giving its default agree) and every
+        ``train`` field except the seed and the :data:`RESULT_NEUTRAL` ones. Not included: the
+        preset's name, description and published numbers."""
+        model = {k: v for k, v in asdict(self.model_config(vocab_size=1)).items() if k != "vocab_size"}
+        train = {k: v for k, v in asdict(self.train).items() if k not in RESULT_NEUTRAL and k != "seed"}
+        return {"dataset": resolve_name(self.dataset), "train_fraction": self.train_fraction,
+                "eval_fraction": self.eval_fraction, "finetune_epochs": self.finetune_epochs,
+                "model": model, "train": train}
+
+    def fingerprint(self) -> str:
+        """A short hash of :meth:`settings` (numbers as floats, so that ``lr=30`` and ``lr=30.0``
+        agree): two presets with one fingerprint train the same run from the same seed, with the
+        same code and data."""
+        return settings_fingerprint(self.settings())
 
     def with_model(self, **changes) -> Preset:
         return replace(self, model={**self.model, **changes})

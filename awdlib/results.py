@@ -1,15 +1,126 @@
-"""The studies' summaries: one row per configuration, as mean ± standard deviation over seeds.
+"""The studies' files: the runs (one JSON line per run) and the summaries built from them.
 
-Stored as JSON per scale by the experiment runner: the results ladder (``notebooks/results/ladder-demo.json``),
-so every notebook can show how its technique compares with the rungs below it without re-training them,
-and the ablation table (``notebooks/results/ablation-demo.json``), read by notebook 08 against the paper's.
+A study's runs file (``STUDY-SCALE.runs.jsonl``) gets one line per run as the run ends
+(:func:`append_run`, one whole line at a time) and is read back by :func:`read_runs`, which names the file
+and the line of anything that is not a run. Its summary holds one row per configuration, as mean ±
+standard deviation over seeds, stored as JSON per scale by the experiment runner: the results ladder
+(``notebooks/results/ladder-demo.json``), so every notebook can show how its technique compares with the
+rungs below it without re-training them, and the ablation table (``notebooks/results/ablation-demo.json``),
+read by notebook 08 against the paper's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
+
+
+# ------------------------------------------------------------------------------------ runs files
+class RunsFileError(ValueError):
+    """A line of a runs file that is not a run; the message names the file and the line."""
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# What a finished run's results hold (and its "finetuned" stage's, when it has one).
+_RESULT = {"valid_ppl": _is_number, "test_ppl": _is_number, "epochs": _is_count,
+           "seconds": _is_number}
+
+
+def row_problem(row) -> str | None:
+    """Why ``row`` is not a run's row, or None when it is one: a ``name`` and an integer ``seed``, and
+    either the results (``valid_ppl``, ``test_ppl``, ``epochs``, ``seconds``, and the same in
+    ``finetuned`` when present) or, for a run that failed, ``failed`` (the reason)."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, found {type(row).__name__}"
+    wants = {"name": lambda v: isinstance(v, str),
+             "seed": lambda v: isinstance(v, int) and not isinstance(v, bool)}
+    wants.update({"failed": lambda v: isinstance(v, str)} if "failed" in row else _RESULT)
+    stages = [("", row)] + ([("finetuned.", row["finetuned"])] if "finetuned" in row else [])
+    for prefix, stage in stages:
+        if not isinstance(stage, dict):
+            return f"{prefix.rstrip('.')} must be a JSON object"
+        checks = wants if not prefix else _RESULT
+        missing = [prefix + k for k in checks if k not in stage]
+        if missing:
+            return f"it lacks {', '.join(missing)}"
+        wrong = [prefix + k for k, ok in checks.items() if not ok(stage[k])]
+        if wrong:
+            return f"{', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} the wrong type"
+    return None
+
+
+def _parse(line: bytes):
+    try:
+        return json.loads(line)
+    except ValueError:  # not UTF-8, not JSON
+        return None
+
+
+def read_runs(path: str | os.PathLike, *, failed: bool = False, warn=None) -> list[dict]:
+    """The runs in a runs file (none if it does not exist): the finished ones, and with ``failed``
+    also those recorded as failed (they have ``failed``: the reason).
+
+    A last line that is not JSON (a run cut off while it was being written) is skipped with a
+    warning (``warn(message)``, default :func:`warnings.warn`); any other line that is not a run
+    raises :class:`RunsFileError` naming the file and the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise RunsFileError(f"{path} cannot be read ({exc.strerror})") from None
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    rows = []
+    for n, line in numbered:
+        row = _parse(line)
+        if row is None and n == numbered[-1][0]:
+            (warn or (lambda m: warnings.warn(m, stacklevel=3)))(
+                f"{path} line {n} is cut off (not JSON); skipped it: the run it held is not counted")
+            continue
+        problem = "it is not JSON" if row is None else row_problem(row)
+        if problem:
+            raise RunsFileError(f"{path} line {n} is not a run: {problem}; fix or delete that line")
+        if failed or "failed" not in row:
+            rows.append(row)
+    return rows
+
+
+def append_run(path: str | os.PathLike, row: dict, warn=None) -> None:
+    """Append ``row`` to a runs file as one line, written whole and flushed to disk.
+
+    A cut-off last line (see :func:`read_runs`) is first moved to ``PATH.broken``, so that the new
+    row starts a line of its own."""
+    path = Path(path)
+    data = path.read_bytes() if path.exists() else b""
+    body = data.rstrip(b"\n")
+    last = body[body.rfind(b"\n") + 1:]
+    if last.strip() and _parse(last) is None:
+        with path.with_name(path.name + ".broken").open("ab") as f:
+            f.write(last + b"\n")
+        os.truncate(path, len(body) - len(last))
+        data = body[:len(body) - len(last)]
+        (warn or (lambda m: warnings.warn(m, stacklevel=3)))(
+            f"{path}: its last line was cut off (not JSON); moved it to {path.name}.broken")
+    line = ("\n" if data and not data.endswith(b"\n") else "") + json.dumps(row) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(line.encode())
+        while view:  # os.write may write less than asked (a signal, a nearly full disk)
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Study:

@@ -50,8 +50,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import build_model, load_checkpoint, save_checkpoint
-from .checks import check_int, is_int, is_number, require
+from .checkpoint import build_model, check_resumable, load_checkpoint, save_checkpoint
+from .checks import check_int, check_seed, is_int, is_number, require
 from .data import Corpus, batchify, bptt_batches
 from .model import AWDLSTM, Hidden, detach_hidden
 from .optim import MODES, NTASGD, averaged_weights
@@ -93,7 +93,7 @@ class TrainConfig:
                      "checkpoint_every", "sync_every"):
             check_int(f"train.{name}", getattr(self, name), minimum=1)
         check_int("train.nonmono", self.nonmono, minimum=0)
-        require(is_int(self.seed), "train.seed", self.seed, "an integer")
+        check_seed("train.seed", self.seed)
         for name in ("lr", "clip"):
             value = getattr(self, name)
             require(is_number(value) and value > 0, f"train.{name}", value, "a number > 0")
@@ -435,13 +435,24 @@ class Trainer:
     def resume(cls, path: str | Path, corpus: Corpus, device: str | torch.device = "cpu",
                **overrides) -> Trainer:
         """Rebuild a trainer from ``last.pt`` and continue where it stopped, mid-epoch if the time
-        budget paused it there (``overrides`` change the stored TrainConfig, e.g. ``epochs``)."""
+        budget paused it there (``overrides`` change the stored TrainConfig, e.g. ``epochs``).
+        A ``last.pt`` that lacks a field, or holds one of the wrong kind, raises a one-line
+        ``ValueError`` naming it."""
         state = load_checkpoint(path, device)
+        check_resumable(state)
         model = build_model(state).to(device)
-        config = TrainConfig(**{**state["train_config"], **overrides})
+        try:
+            config = TrainConfig(**{**state["train_config"], **overrides})
+        except TypeError as exc:  # a field TrainConfig does not have
+            raise ValueError(f"the checkpoint's train_config is not valid ({exc})") from None
         trainer = cls(model, corpus, config, checkpoint_dir=Path(path).parent)
         trainer.optimizer = trainer._make_optimizer(state["optimizer"]["mode"])
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"the checkpoint's optimizer state does not fit its model "
+                             f"({detail})") from None
         return trainer
 
     def _save(self) -> None:

@@ -1,3 +1,6 @@
+import errno
+import os
+
 import pytest
 import torch
 
@@ -14,6 +17,37 @@ def ptb():
 def tiny_corpus():
     import awdlib
     return awdlib.synthetic_corpus(vocab_size=30, n_train=3000, n_eval=600)
+
+
+class FullDisk:
+    """A file on a disk that fills up after its first bytes: ``write`` raises ENOSPC part-way."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def write(self, data):
+        self.file.write(bytes(data[:100]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every checkpoint (``.pt``) write runs out of space part-way, as on a full disk."""
+    import awdlib.checkpoint
+
+    def opened(path, mode="r", *args, **kwargs):
+        file = open(path, mode, *args, **kwargs)
+        return FullDisk(file) if str(path).endswith(".pt.tmp") else file
+    monkeypatch.setattr(awdlib.checkpoint, "open", opened, raising=False)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,6 +1,4 @@
-import errno
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -244,15 +242,12 @@ def test_best_checkpoint_stores_the_tied_embedding_and_decoder_once(tiny_corpus,
     assert model.decoder.weight is model.encoder.weight
 
 
-def test_a_failed_save_names_the_file_and_leaves_the_old_one_and_no_temporary(tmp_path, monkeypatch):
+def test_a_failed_save_names_the_file_and_leaves_the_old_one_and_no_temporary(tmp_path, monkeypatch,
+                                                                             request):
     save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
-
-    def full_disk(obj, f, *args, **kwargs):
-        f.write(b"the first bytes")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match="No space left on device") as err:
-        save_checkpoint(tmp_path / "last.pt", {"epoch": 2})
+    request.getfixturevalue("full_disk")  # from here on, writing a checkpoint fills the disk
+    with pytest.raises(OSError, match="No space left on device") as err:  # not torch's RuntimeError
+        save_checkpoint(tmp_path / "last.pt", {"epoch": 2, "weights": torch.zeros(1000)})
     assert err.value.filename == str(tmp_path / "last.pt")
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
