@@ -37,11 +37,12 @@
 
 # %% tags=["parameters"]
 import os
-scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": CPU minutes (stored outputs)
-threads = int(os.environ.get("AWDLIB_THREADS", "2"))
-progress = False  # True: a live progress bar per epoch while training
+scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": the shipped weights (stored outputs)
+threads = int(os.environ.get("AWDLIB_THREADS", "1"))  # 1, as the studies: the same floats as the stored outputs
+retrain = False  # True: train this notebook's runs again instead of loading the shipped weights (prints the time first)
+progress = True  # a progress bar while a run trains (nothing trains unless retrain is on, or at smoke scale)
 
-# %% tags=["nbval-ignore-output"]
+# %%
 # %matplotlib inline
 import copy
 import math
@@ -53,8 +54,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import awdlib
-from awdlib.experiments import ladder_run, read_runs
+from awdlib.experiments import read_runs
 from awdlib.generate import generate
+from awdlib.notebook_runs import ladder_run
 from awdlib.plots import plot_curves, plot_study
 
 torch.set_num_threads(threads)
@@ -188,12 +190,13 @@ print(f"max |ours - Trainer| over all weights after one epoch < 1e-5: {gap < 1e-
 # 8 epochs without a better validation perplexity (the rule every rung of the ladder follows); validation
 # on the first half of the validation split after every epoch.
 #
-# This is seed 141 of the ladder study (`python -m awdlib experiment ladder`, see `README.md` here): the
-# cell loads that run's checkpoint when the study has run, and otherwise trains it now (about 10 minutes
-# at demo scale on a laptop CPU).
+# This is seed 141 of the ladder study (`python -m awdlib experiment ladder`, see `README.md` here). The
+# next cell loads the study's shipped weights and curves of that run in seconds; the line it prints says
+# how long the study took to train it on one thread. Set `retrain = True` in the parameters cell to
+# train the run again: the cell then prints that time first, and one line per epoch as it goes.
 
-# %% tags=["nbval-ignore-output"]
-trainer = ladder_run(scale, "plain LSTM", seed=141, threads=threads)
+# %%
+trainer = ladder_run(scale, "plain LSTM", seed=141, retrain=retrain, progress=progress, threads=threads)
 history = trainer.history
 
 # %% [markdown]
@@ -202,11 +205,11 @@ history = trainer.history
 # validation. Once the two part ways, the model is memorising its training text instead of learning
 # something that transfers.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 plot_curves({"plain LSTM": history}, title=f"plain LSTM, {scale} scale");
 plt.show()
 
-# %% tags=["nbval-ignore-output"]
+# %%
 best = history.best()
 last = history.records[-1]
 print(f"best validation perplexity {best['valid_ppl']:.1f} at epoch {best['epoch']} of {last['epoch']} "
@@ -215,21 +218,22 @@ print(f"last epoch: train {last['train_ppl']:.1f}, valid {last['valid_ppl']:.1f}
       f"(valid / train = {last['valid_ppl'] / last['train_ppl']:.2f})")
 
 # %% [markdown]
-# ## What a perplexity of ~300 reads like
-# Text sampled from the best weights, one word at a time from the model's own distribution
-# (`awdlib.generate`, temperature 1). Local word order is often plausible; meaning across more than a
-# few words is not. Notebook 05 samples from the full AWD-LSTM at the same scale.
+# ## What this perplexity reads like
+# Text sampled from the best weights (the best validation perplexity printed above), one word at a time
+# from the model's own distribution (`awdlib.generate`, temperature 1). Local word order is often
+# plausible; meaning across more than a few words is not. Notebook 05 samples from the full AWD-LSTM at
+# the same scale.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 print(generate(trainer.model, corpus.vocab, n_words=60, seed=1))
 
 # %% [markdown]
 # ## The first rung of the ladder
-# The best validation weights (kept in `best.pt`) are scored on the test split with batch size 1, as in
-# the paper. The ladder study ran this configuration with three seeds; the table gives mean ± standard
+# The study scored each run's best validation weights on the test split with batch size 1, as in the
+# paper. The ladder study ran this configuration with three seeds; the table gives mean ± standard
 # deviation over them, and the plot each seed. Each later notebook adds one technique on top of this one.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 ladder = awdlib.Ladder.for_scale(scale)  # the study's summary (this run included)
 print(ladder.table(upto=1))
 plot_study(ladder, read_runs(f"results/ladder-{scale}.runs.jsonl"), ["plain LSTM"])
@@ -246,10 +250,22 @@ plt.show()
 #   inputs (notebooks 02–04), and an optimiser that averages late iterates (05).
 #
 # ## Exercises
-# 1. *Predict, then run:* halve `hidden_size` with `baseline.with_model(hidden_size=100)` and train it
-#    with `baseline.with_model(hidden_size=100).trainer(corpus).fit()`. Will the best validation
-#    perplexity get better or worse, and will the overfitting start earlier or later?
-# 2. Train with `baseline.with_train(lr=10)`. The paper uses 30 with clipping at 0.25; what does the lower
-#    rate do to the first epochs and to the best epoch?
+# Exercises 1 and 2 train a new run at the notebook's scale: at demo scale, about as long as the study's
+# run above took (the loaded line says how long).
+#
+# 1. *Predict, then run:* halve `hidden_size`. Will the best validation perplexity get better or worse,
+#    and will the overfitting start earlier or later (an earlier best epoch)? Then run in a new cell:
+#    ```python
+#    best = baseline.with_model(hidden_size=100).trainer(corpus).fit().best()
+#    print(f"best valid ppl {best['valid_ppl']:.1f} at epoch {best['epoch']}")
+#    ```
+# 2. The paper uses lr 30 with clipping at 0.25. *Predict* what lr 10 does to the first epochs and to
+#    the best epoch, then compare with the run above:
+#    ```python
+#    slow = baseline.with_train(lr=10).trainer(corpus).fit()
+#    for label, h in (("lr 30", history), ("lr 10", slow)):
+#        print(f"{label}: valid ppl of the first 5 epochs {[round(r['valid_ppl']) for r in h.records[:5]]}, "
+#              f"best epoch {h.best()['epoch']}")
+#    ```
 # 3. In `train_epoch_from_scratch`, drop the `.detach()` of step 1 and run the check cell. What error do
 #    you get, and why does truncated BPTT need it?
