@@ -98,7 +98,7 @@ def _shipped_trainer(preset: Preset, path: Path, row: dict, runs_file: Path) -> 
                          f"({model.config.vocab_size:,} words), not of {corpus.name} "
                          f"({len(corpus.vocab):,} words)")
     trainer = Trainer(model, corpus, replace(preset.train, seed=row["seed"]))
-    trainer.history = history_from_row(row)
+    trainer.history = history_from_row(row, preset.train.optimizer)
     trainer.epoch = len(trainer.history.records)
     trainer.phase = trainer.history.records[-1]["phase"]
     trainer.holds_best = True
@@ -107,11 +107,12 @@ def _shipped_trainer(preset: Preset, path: Path, row: dict, runs_file: Path) -> 
     return trainer
 
 
-def history_from_row(row: dict) -> History:
+def history_from_row(row: dict, optimizer: str = "ntasgd") -> History:
     """A run's :class:`History` rebuilt from its study row: per epoch, the training and validation
     perplexity (rounded to 2 decimals in the row), the phase (``"finetune"`` after the trained epochs
-    of a fine-tuned run) and whether the weights were averaged (after NT-ASGD's switch, and all of
-    fine-tuning). The stop reason is the whole run's."""
+    of a fine-tuned run) and whether the weights were averaged: in training, never under
+    ``optimizer="sgd"`` (its trigger is checked but switches nothing), always under ``"asgd"``, after
+    the switch under ``"ntasgd"``; in fine-tuning, always. The stop reason is the whole run's."""
     stage = row.get("finetuned", row)
     trigger = row.get("trigger_epoch")
     records = []
@@ -121,7 +122,8 @@ def history_from_row(row: dict) -> History:
         records.append({"epoch": epoch, "phase": phase,
                         "train_loss": math.log(train_ppl), "train_ppl": train_ppl,
                         "valid_loss": math.log(valid_ppl), "valid_ppl": valid_ppl,
-                        "averaging": phase == "finetune" or (trigger is not None and epoch > trigger)})
+                        "averaging": phase == "finetune" or optimizer == "asgd"
+                        or (optimizer == "ntasgd" and trigger is not None and epoch > trigger)})
     return History(records, stop_reason=stage["stop_reason"])
 
 

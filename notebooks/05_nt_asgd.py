@@ -54,18 +54,22 @@
 
 # %% tags=["parameters"]
 import os
-scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": CPU minutes (stored outputs)
-threads = int(os.environ.get("AWDLIB_THREADS", "2"))
-progress = False  # True: a live progress bar per epoch while training
+scale = os.environ.get("AWDLIB_SCALE", "demo")  # "smoke": seconds (CI) | "demo": the shipped weights (stored outputs)
+threads = int(os.environ.get("AWDLIB_THREADS", "1"))  # 1, as the studies: the same floats as the stored outputs
+retrain = False  # True: train this notebook's runs again instead of loading them (prints the study's time first)
+progress = True  # a progress bar while a run trains (nothing trains unless retrain is on, or at smoke scale)
 
-# %% tags=["nbval-ignore-output"]
+# %%
 # %matplotlib inline
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 import awdlib
-from awdlib.experiments import cached_run, ladder_configs, ladder_run, read_runs
+from awdlib.experiments import ladder_configs, read_runs
+from awdlib.notebook_runs import history_from_row, ladder_run, study_record
 from awdlib.generate import generate
 from awdlib.plots import plot_curves, plot_study, plot_trigger
 from awdlib.widgets import trigger_explorer
@@ -177,22 +181,25 @@ print("after it: the SGD iterate again:", torch.equal(model.weight, iterate))
 # same early stopping (8 epochs without a better validation loss), and differ only in the optimiser:
 # `"sgd"` never averages (that is rung 5 of the ladder), `"asgd"` averages from the first step
 # ($T = 0$), `"ntasgd"` switches when the trigger fires, checked once per epoch with the paper's
-# $n = 5$ (rung 6). Rungs 5 and 6 come from the ladder study's checkpoints when the study has run (seed
-# 141), and are trained now otherwise; ASGD from the start is trained here (10–15 minutes at demo scale
-# on a laptop CPU) unless its checkpoint is already there.
+# $n = 5$ (rung 6). All three are seed 141 of the studies. Rungs 5 and 6 load the ladder study's
+# shipped weights; for ASGD from the start only its recorded curves are needed (the notebooks' own
+# study, `results/notebooks-demo.runs.jsonl`). Nothing trains unless `retrain = True` (then each line
+# first says how long the study's run took: about half an hour each on one thread).
 
-# %% tags=["nbval-ignore-output"]
+# %%
 configs = ladder_configs(preset)
-trainers = {
-    "sgd": ladder_run(scale, "+ AR/TAR", seed=141, threads=threads),
-    "asgd": cached_run("ASGD from the start", configs["+ AR/TAR"].with_train(optimizer="asgd"), 141,
-                       f"results/checkpoints/{scale}/asgd-seed141", threads=threads),
-    "ntasgd": ladder_run(scale, "+ NT-ASGD", seed=141, threads=threads),
+options = dict(retrain=retrain, progress=progress, threads=threads)
+asgd_row = study_record("notebooks", scale, "ASGD from the start", 141,
+                        configs["+ AR/TAR"].with_train(optimizer="asgd"), **options)
+histories = {
+    "sgd": ladder_run(scale, "+ AR/TAR", seed=141, **options).history,
+    "asgd": history_from_row(asgd_row, "asgd"),
 }
-nt = trainers["ntasgd"]
+nt = ladder_run(scale, "+ NT-ASGD", seed=141, **options)
 ladder = awdlib.Ladder.for_scale(scale)  # the study's summary (these runs included)
 # the NT-ASGD run was fine-tuned afterwards: its history holds both phases
 nt_train = [r for r in nt.history.records if r["phase"] == "train"]
+histories["ntasgd"] = awdlib.History(nt_train)
 switch = next((r["epoch"] for r in nt_train if r["averaging"]), None)  # first averaged epoch
 print(f"NT-ASGD (n = {nt.config.nonmono}): " +
       (f"the trigger fired at the check after epoch {switch - 1}; averaging from epoch {switch} on"
@@ -206,8 +213,8 @@ print(f"NT-ASGD (n = {nt.config.nonmono}): " +
 # that the rule ignores, the dotted line the best value before them. The trigger compares losses;
 # perplexity is a monotone function of the loss, so it fires at the same check on either.
 
-# %% tags=["nbval-ignore-output"]
-sgd_curve = trainers["sgd"].history.column("valid_ppl")
+# %%
+sgd_curve = histories["sgd"].column("valid_ppl")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for ax, n in zip(axes, [5, 2]):
     plot_trigger(sgd_curve, n=n, ax=ax, ylabel="validation perplexity")
@@ -248,55 +255,97 @@ trigger_explorer(curves, n=5)
 # iterate as it trains, which is why the three training curves below coincide; the check proves it. The
 # SGD run's validation curve is therefore also the validation curve of NT-ASGD's raw iterate.
 
-# %% tags=["nbval-ignore-output"]
-length = min(len(t.history.records) for t in trainers.values())
-same = all(t.history.column("train_loss")[:length] == trainers["sgd"].history.column("train_loss")[:length]
-           for t in trainers.values())
-print(f"training losses of the three runs identical over their first {length} epochs: {same}")
-plot_curves({"SGD (rung 5)": trainers["sgd"].history, "ASGD from the start": trainers["asgd"].history,
-             "NT-ASGD (rung 6)": awdlib.History(nt_train)},
+# %%
+length = min(len(h.records) for h in histories.values())
+same = all(h.column("train_ppl")[:length] == histories["sgd"].column("train_ppl")[:length]
+           for h in histories.values())
+print(f"training perplexities of the three runs identical over their first {length} epochs: {same}")
+plot_curves({"SGD (rung 5)": histories["sgd"], "ASGD from the start": histories["asgd"],
+             "NT-ASGD (rung 6)": histories["ntasgd"]},
             title=f"{scale} scale, seed 141: dashed train (the shared iterate), solid validation "
                   f"(averaged weights once averaging is on)")
 plt.show()
 
-# %% tags=["nbval-ignore-output"]
-sgd_valid = dict(zip(trainers["sgd"].history.column("epoch"), sgd_curve))
-print(f"{'epoch':>5s} {'raw iterate (= SGD run)':>24s} {'NT-ASGD averaged':>17s}")
-for r in nt_train:
-    if r["averaging"] and r["epoch"] in sgd_valid:
-        print(f"{r['epoch']:5d} {sgd_valid[r['epoch']]:24.2f} {r['valid_ppl']:17.2f}")
+
+def raw_against_averaged(sgd_history, nt_history):
+    """Per averaged epoch: the raw iterate's validation perplexity (the SGD run's) and the average's."""
+    raw = dict(zip(sgd_history.column("epoch"), sgd_history.column("valid_ppl")))
+    return [(r["epoch"], raw[r["epoch"]], r["valid_ppl"]) for r in nt_history.records
+            if r["averaging"] and r["epoch"] in raw]
+
+
+def print_raw_against_averaged(rows):
+    print(f"{'epoch':>5s} {'raw iterate (= SGD run)':>24s} {'NT-ASGD averaged':>17s}")
+    for epoch, raw, averaged in rows:
+        print(f"{epoch:5d} {raw:24.2f} {averaged:17.2f}")
+    if not rows:
+        print("(no averaged epoch: the trigger did not fire)")
+
+
+print_raw_against_averaged(raw_against_averaged(histories["sgd"], histories["ntasgd"]))
 
 # %% [markdown]
 # Averaging from the start (ASGD) carries the poor early iterates in its mean for a long time: in the
 # figure its validation curve stays far above the SGD run's. Averaging from the trigger's switch would
-# start from iterates that are already good, but **in the stored seed-141 run the trigger did not fire
-# within the 40-epoch cap** (printed above): the fully regularised SGD run was still reaching new bests
-# (its best is at epoch 40), and with $n = 5$ the rule waits for five checks without one. So this
-# NT-ASGD run *is* the SGD run, and the table of averaged against raw epochs is empty. The trigger
-# figure shows that $n = 2$ would have switched after epoch 14. The averaging still gets its turn: in
-# fine-tuning, below. Whether the trigger fired with the study's other seeds is printed under the
-# ladder at the end of this notebook.
+# start from iterates that are already good, but **in the seed-141 run the trigger did not fire within
+# the 40-epoch cap** (printed above): the fully regularised SGD run was still reaching new bests, and
+# with $n = 5$ the rule waits for five checks without one. So this NT-ASGD run *is* the SGD run, and
+# its table of averaged against raw epochs is empty. The trigger figure shows that $n = 2$ would have
+# switched much earlier.
+#
+# ## A seed whose trigger fired
+#
+# Seed 142 of the same two rungs: the same recipe, another seed. Its curves come from the ladder study's
+# record (no weights needed): the "+ AR/TAR" run is the raw SGD iterate, the "+ NT-ASGD" run its average
+# after the switch.
+
+# %%
+study_runs = read_runs(f"results/ladder-{scale}.runs.jsonl")
+seed_runs = {(r["name"], r["seed"]): r for r in study_runs}
+fired = sorted(seed for (name, seed), r in seed_runs.items()
+               if name == "+ NT-ASGD" and r["trigger_epoch"] is not None)
+showcase = 142 if 142 in fired else (fired[0] if fired else None)
+if showcase is None:
+    print(f"no NT-ASGD run of the {scale} study switched to averaging")
+else:
+    sgd_h = history_from_row(seed_runs[("+ AR/TAR", showcase)], "sgd")
+    nt_row = seed_runs[("+ NT-ASGD", showcase)]
+    nt_h = awdlib.History([r for r in history_from_row(nt_row).records if r["phase"] == "train"])
+    print(f"seed {showcase}: the trigger fired at the check after epoch {nt_row['trigger_epoch']}; "
+          f"averaging from epoch {nt_row['trigger_epoch'] + 1} to {len(nt_h.records)}")
+    rows = raw_against_averaged(sgd_h, nt_h)
+    print_raw_against_averaged(rows)
+    best_raw, best_avg = min(r[1] for r in rows), min(r[2] for r in rows)
+    print(f"over the averaged epochs: the best raw iterate {best_raw:.2f}, the best average "
+          f"{best_avg:.2f} ({best_avg - best_raw:+.2f}); the whole runs' best: SGD "
+          f"{min(sgd_h.column('valid_ppl')):.2f}, NT-ASGD {min(nt_h.column('valid_ppl')):.2f}")
+    plot_curves({"SGD (rung 5): the raw iterate": sgd_h, "NT-ASGD (rung 6)": nt_h},
+                title=f"{scale} scale, seed {showcase}: after the switch the average leaves the "
+                      f"iterate's noise behind")
+    plt.show()
+
+# %% [markdown]
+# After the switch the two curves part: the raw iterate keeps jumping from epoch to epoch, as SGD at
+# learning rate 30 does, while the average moves smoothly and stays below it (the lines above). That
+# is what averaging buys, in the few epochs the 40-epoch cap leaves it.
 #
 # ## The three optimisers
 #
 # Best validation perplexity of each seed-141 run (the averaged weights once averaging is on) and the
 # test perplexity of those best weights, at batch 1.
 
-# %% tags=["nbval-ignore-output"]
+# %%
+rows = {"sgd": seed_runs[("+ AR/TAR", 141)], "asgd": asgd_row, "ntasgd": seed_runs[("+ NT-ASGD", 141)]}
 print(f"{'optimiser':10s} {'epochs':>6s} {'best valid':>10s} {'at epoch':>8s} {'test':>8s}")
-for mode, t in trainers.items():
-    records = nt_train if mode == "ntasgd" else t.history.records
-    best = min(records, key=lambda r: r["valid_loss"])
-    if mode == "ntasgd":  # its best.pt now holds the fine-tuned weights: rung 6's score is the study's
-        row = ladder.get("+ NT-ASGD")
-        test = row["test_ppl_seeds"][row["seeds"].index(141)]
-    else:
-        test = awdlib.perplexity(awdlib.evaluate(t.model, corpus.test, t.config.bptt,
-                                                 t.config.test_batch_size))
-    print(f"{mode:10s} {len(records):6d} {best['valid_ppl']:10.2f} {best['epoch']:8d} {test:8.2f}")
+for mode, history in histories.items():
+    best = history.best()
+    print(f"{mode:10s} {len(history.records):6d} {best['valid_ppl']:10.2f} {best['epoch']:8d} "
+          f"{rows[mode]['test_ppl']:8.2f}")
 
 # %% [markdown]
 # ## Fine-tuning
+#
+# (Test perplexity is the study's record of each run's best weights, at batch 1.)
 #
 # `trainer.finetune(epochs)` continues the NT-ASGD run: it loads the best (averaged) weights, starts a
 # fresh averaged SGD with averaging from its first step ($T = 0$), evaluates the average every epoch,
@@ -304,7 +353,7 @@ for mode, t in trainers.items():
 # scale). The criterion needs at least $n + 2 = 7$ checks of fine-tuning before it can fire. The ladder
 # study fine-tuned every NT-ASGD run; here is seed 141's fine-tuning phase:
 
-# %% tags=["nbval-ignore-output"]
+# %%
 tuned = [r for r in nt.history.records if r["phase"] == "finetune"]
 print("fine-tuning:", ", ".join(f"epoch {r['epoch']}: {r['valid_ppl']:.2f}" for r in tuned))
 print(nt.history.stop_reason or f"ran all {len(tuned)} epochs without the criterion firing")
@@ -313,17 +362,52 @@ print(f"for comparison, rung 6's validation curve over its last {len(last)} epoc
       + ", ".join(f"{v:.2f}" for v in last))
 
 # %% [markdown]
-# Fine-tuning is averaged SGD from its first step, so in the stored run it is where averaging shows what
-# it does: the averaged validation perplexity falls at every epoch, from 277.64 to 264.41 over 10 epochs,
-# without the jumps of the SGD iterate's curve (the last line above, the last 5 epochs before it). Those
-# are epochs rung 6 did not get, so part of the gain could come from training longer: the SGD curve was
-# still reaching new bests, but a few points at a time and with jumps of several points between epochs.
+# Fine-tuning is averaged SGD from its first step, so in the seed-141 run it is where averaging shows
+# what it does: the averaged validation perplexity falls at every epoch (the first line above), without
+# the jumps of the SGD iterate's curve (the last line, the last 5 epochs before it). But those are
+# epochs rung 6 did not get, so part of the gain could come from training longer.
 #
+# ## A control for fine-tuning: the same epochs without the restart
+#
+# The fair comparison gives NT-ASGD the same number of further epochs without fine-tuning's restart: the
+# "+ NT-ASGD" recipe trained for as many epochs as training and fine-tuning together, and not
+# fine-tuned. Its first 40 epochs are the ladder run's, bit for bit (same seed, same data order); the
+# runs come from the notebooks' own study. Paired by seed:
+
+# %%
+rung6 = ladder_configs(preset)["+ NT-ASGD"]
+longer = replace(rung6.with_train(epochs=rung6.train.epochs + rung6.finetune_epochs), finetune_epochs=0)
+print(f"'+ NT-ASGD, trained longer': at most {longer.train.epochs} epochs of NT-ASGD, no fine-tuning")
+recorded = {r["seed"] for r in read_runs(f"results/notebooks-{scale}.runs.jsonl")
+            if r["name"] == "+ NT-ASGD, trained longer"}
+control_seeds = [r["seed"] for r in study_runs if r["name"] == "+ NT-ASGD" and "finetuned" in r
+                 and (r["seed"] in recorded or retrain or not recorded)]
+print(f"seeds with a control run: {control_seeds}")
+print(f"{'seed':>4s} {'fine-tuned: valid':>18s} {'test':>8s} {'trained longer: valid':>22s} {'test':>8s}"
+      f" {'switch':>7s}")
+changes = []
+for seed in control_seeds:
+    tuned_row = seed_runs[("+ NT-ASGD", seed)]["finetuned"]
+    control = study_record("notebooks", scale, "+ NT-ASGD, trained longer", seed, longer, **options)
+    changes.append(tuned_row["valid_ppl"] - control["valid_ppl"])
+    print(f"{seed:4d} {tuned_row['valid_ppl']:18.2f} {tuned_row['test_ppl']:8.2f} "
+          f"{control['valid_ppl']:22.2f} {control['test_ppl']:8.2f} {control['trigger_epoch']!s:>7s}")
+print(f"fine-tuning minus training longer, validation, by seed: "
+      + ", ".join(f"{c:+.2f}" for c in changes)
+      + f"; lower with fine-tuning for {sum(c < 0 for c in changes)} of {len(changes)} seeds")
+
+# %% [markdown]
+# In the stored run (seed 141) NT-ASGD given the same 10 further epochs switched to averaging on its
+# own (the "switch" column) and ended slightly *below* the fine-tuned run (the lines above). So at this
+# scale fine-tuning's gain over rung 6 is no more than what ten more epochs of NT-ASGD give: the
+# ladder's "+ fine-tuning" rung measures mostly longer training. One seed is an anecdote; the control
+# runs of seeds 142 and 143 are not in the record yet (the line "seeds with a control run" says which
+# are), and `retrain = True` trains the control for every seed.
 # ## What the best model writes
 # Text sampled from the fine-tuned weights (seed 141, temperature 1), the same way notebook 01 sampled
 # from the plain LSTM:
 
-# %% tags=["nbval-ignore-output"]
+# %%
 print(generate(nt.model, corpus.vocab, n_words=60, seed=1))
 
 # %% [markdown]
@@ -334,8 +418,8 @@ print(generate(nt.model, corpus.vocab, n_words=60, seed=1))
 # where a run continues another (NT-ASGD after its switch, fine-tuning after NT-ASGD) only the
 # continuation is drawn.
 
-# %% tags=["nbval-ignore-output"]
-runs = read_runs(f"results/ladder-{scale}.runs.jsonl")
+# %%
+runs = study_runs
 print(ladder.table())
 print(ladder.compare("+ NT-ASGD", "+ AR/TAR"))
 print(ladder.compare("+ fine-tuning", "+ NT-ASGD"))

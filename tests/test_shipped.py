@@ -86,7 +86,9 @@ def test_history_from_a_study_row_matches_the_trained_history(tmp_path, monkeypa
     preset = ladder_configs(awdlib.PRESETS["smoke"])["+ NT-ASGD"].with_train(epochs=3, nonmono=0)
     row = json.loads(json.dumps(run_one("+ NT-ASGD", preset, 1, tmp_path, threads=None)))
     trainer = awdlib.Trainer.resume(tmp_path / "last.pt", preset.corpus())
-    history = history_from_row(row)
+    history = history_from_row(row, "ntasgd")
+    assert not any(r["averaging"] for r in history_from_row(row, "sgd").records
+                   if r["phase"] == "train")  # an SGD run's trigger switches nothing
     assert row["trigger_epoch"] is not None and len(history.records) > row["epochs"]
     for ours, theirs in zip(history.records, trainer.history.records, strict=True):
         assert ours["epoch"] == theirs["epoch"] and ours["phase"] == theirs["phase"]
@@ -107,7 +109,7 @@ def shipped_smoke_run(tmp_path):
     trained = awdlib.Trainer.resume(tmp_path / "run" / "last.pt", preset.corpus())
     trained.load_best()
     save_weights(trained.model, weights / weights_name("ladder", "smoke", "+ weight drop", 141),
-                 corpus="ptb")
+                 corpus=trained.corpus.name)
     return results, weights, row, trained
 
 
