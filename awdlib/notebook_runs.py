@@ -133,7 +133,6 @@ def _run_seconds(row: dict) -> float:
 
 def _train_visibly(name: str, preset: Preset, seed: int, folder: Path, recorded: dict | None,
                    threads: int | None, progress: bool) -> None:
-    (folder / "result.json").unlink(missing_ok=True)
     cap = preset.train.epochs + preset.finetune_epochs
     plan = (f"training {name!r} seed {seed} now: at most {preset.train.epochs} epochs"
             + (f" + {preset.finetune_epochs} of fine-tuning" if preset.finetune_epochs else "")
