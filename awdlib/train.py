@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import time
+from time import perf_counter as wall_clock  # the log's time left; not the budget's clock
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -250,7 +251,7 @@ class Trainer:
 
     def _run(self, last_epoch: int, on_trigger: str) -> History:
         self.holds_best = False  # training goes on from the iterate
-        self._run_span = (self.epoch, last_epoch, time.perf_counter())  # for _time_left
+        self._run_span = (self.epoch, last_epoch, wall_clock())  # for _time_left
         deadline = None if self.config.time_budget is None else \
             time.perf_counter() + self.config.time_budget
         try:
@@ -507,7 +508,7 @@ class Trainer:
         first, last, started = self._run_span
         if self.epoch >= last:
             return ""
-        seconds = (last - self.epoch) * (time.perf_counter() - started) / (self.epoch - first)
+        seconds = (last - self.epoch) * (wall_clock() - started) / (self.epoch - first)
         return f" | <= {seconds / 60:.1f} min left"
 
     def _log(self, message: str) -> None:
