@@ -28,12 +28,11 @@ FORMAT = "awdlib-weights/1"
 
 
 def weights_name(study: str, scale: str, name: str, seed: int) -> str:
-    """The file name of one run's weights: ``STUDY-SCALE-NAME-seedSEED.safetensors``, the run's name
-    with every character that is not a letter or digit made a hyphen."""
-    slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    return f"{study}-{scale}-{slug}-seed{seed}.safetensors"
+    """The file name of one run's weights: ``STUDY-SCALE-`` and the name of the run's checkpoint folder
+    (:func:`awdlib.experiments.run_folder`: ``NAME-seedSEED``, non-alphanumerics made hyphens)."""
+    from .experiments import run_folder
+
+    return f"{study}-{scale}-{run_folder('.', name, seed).name}.safetensors"
 
 
 def sha256(path: str | Path) -> str:
