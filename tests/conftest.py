@@ -1,10 +1,24 @@
 import errno
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def run_notebook():
+    """``notebooks/execute.py``'s ``execute``: papermill with a kernel client that cannot miss a
+    cell's reply under load (that file says why)."""
+    pytest.importorskip("papermill")
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "execute.py"
+    spec = importlib.util.spec_from_file_location("notebook_execute", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.execute
 
 
 @pytest.fixture(scope="session")

@@ -43,13 +43,11 @@ def test_a_smoke_run_whose_fine_tuning_criterion_fired_trains_nothing_when_resum
         assert last.read_bytes() == saved  # not even a checkpoint written
 
 
-def execute(tmp_path, name, **parameters):
+def execute(run_notebook, tmp_path, name, **parameters):
     """Run notebook 07 with papermill in ``tmp_path``; its outputs' texts, one string per cell."""
-    papermill = pytest.importorskip("papermill")
     out = tmp_path / name
-    papermill.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3",
-                               parameters={"threads": 1, **parameters}, cwd=str(tmp_path),
-                               progress_bar=False, execution_timeout=120)
+    run_notebook(NOTEBOOK, out, parameters={"threads": 1, **parameters}, cwd=tmp_path, timeout=120,
+                 progress_bar=False)
     cells = [c for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code"]
     for cell in cells:
         for output in cell.get("outputs", []):
@@ -65,9 +63,9 @@ def printed(texts, phrase):
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the default trains the full recipe")
 def test_run_all_at_the_default_full_scale_on_a_cpu_prints_one_paragraph_and_trains_nothing(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, run_notebook):
     monkeypatch.delenv("AWDLIB_SCALE", raising=False)  # make test sets it to smoke
-    texts = execute(tmp_path, "full.ipynb")  # no parameter but threads
+    texts = execute(run_notebook, tmp_path, "full.ipynb")  # no parameter but threads
     assert len(printed(texts, "NOTHING WILL TRAIN HERE")) == 1
     paragraph = printed(texts, "NOTHING WILL TRAIN HERE")[0]
     assert "scale = 'smoke'" in paragraph and "GPU" in paragraph and "stored" in paragraph
@@ -76,16 +74,16 @@ def test_run_all_at_the_default_full_scale_on_a_cpu_prints_one_paragraph_and_tra
 
 
 @pytest.mark.slow
-def test_running_the_notebook_again_on_its_finished_run_trains_nothing(tmp_path):
+def test_running_the_notebook_again_on_its_finished_run_trains_nothing(tmp_path, run_notebook):
     folder = tmp_path / "run"
     run = dict(scale="smoke", resume=True, checkpoint_dir=str(folder))
-    first = execute(tmp_path, "first.ipynb", **run)
+    first = execute(run_notebook, tmp_path, "first.ipynb", **run)
     assert printed(first, "a fresh model") and printed(first, "epoch 1 took")
     stages = json.loads((folder / "stages.json").read_text())
     assert all(value is not None for value in stages["trained"])  # trained here: test measured
     checkpoints = {name: (folder / name).read_bytes() for name in ("last.pt", "best.pt")}
 
-    again = execute(tmp_path, "again.ipynb", **run)
+    again = execute(run_notebook, tmp_path, "again.ipynb", **run)
     epochs = load_checkpoint(folder / "last.pt")["epoch"]
     assert printed(again, f"resumed after epoch {epochs} (finetune)")
     assert printed(again, f"fine-tuning finished at epoch {epochs}")
@@ -96,7 +94,7 @@ def test_running_the_notebook_again_on_its_finished_run_trains_nothing(tmp_path)
 
 @pytest.mark.slow
 def test_a_run_trained_and_finetuned_from_the_command_line_is_reported_with_its_trained_row(
-        tmp_path):
+        tmp_path, run_notebook):
     folder = tmp_path / "cli"
     for command in (["train", "--preset", "smoke"], ["finetune", "--epochs", "40"]):
         subprocess.run([sys.executable, "-m", "awdlib", "--threads", "1", *command,
@@ -105,7 +103,8 @@ def test_a_run_trained_and_finetuned_from_the_command_line_is_reported_with_its_
     assert state["phase"] == "finetune" and state["optimizer"]["trigger"]["fired_at"] is not None
     saved = (folder / "last.pt").read_bytes()
 
-    texts = execute(tmp_path, "cli.ipynb", scale="smoke", resume=True, checkpoint_dir=str(folder))
+    texts = execute(run_notebook, tmp_path, "cli.ipynb", scale="smoke", resume=True,
+                    checkpoint_dir=str(folder))
     assert printed(texts, f"fine-tuning finished at epoch {state['epoch']} (criterion met); "
                           f"nothing to train")
     assert (folder / "last.pt").read_bytes() == saved

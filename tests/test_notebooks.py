@@ -17,12 +17,10 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook_runs_at_smoke_scale(notebook, tmp_path):
-    papermill = pytest.importorskip("papermill")
+def test_notebook_runs_at_smoke_scale(notebook, tmp_path, run_notebook):
     start = time.perf_counter()
-    papermill.execute_notebook(str(notebook), str(tmp_path / notebook.name), kernel_name="python3",
-                               parameters={"scale": "smoke", "threads": 1}, cwd=str(NOTEBOOK_DIR),
-                               progress_bar=False, execution_timeout=SMOKE_LIMIT_S)
+    run_notebook(notebook, tmp_path / notebook.name, parameters={"scale": "smoke", "threads": 1},
+                 timeout=SMOKE_LIMIT_S, progress_bar=False)
     TIMINGS[notebook.stem] = elapsed = time.perf_counter() - start
     assert elapsed <= SMOKE_LIMIT_S, f"{notebook.name} took {elapsed:.0f} s at smoke scale"
 
