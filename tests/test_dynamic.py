@@ -1,12 +1,16 @@
-"""Dynamic evaluation (awdlib.dynamic) against its update rule computed by hand, on tiny AWD-LSTMs."""
+"""Dynamic evaluation (awdlib.dynamic) against its update rule computed by hand, on tiny AWD-LSTMs, and
+on the command line."""
 
 import math
+import re
 
 import pytest
 import torch
 from torch.func import functional_call
 
 import awdlib
+from awdlib.__main__ import main
+from awdlib.checkpoint import load_model
 from awdlib.dynamic import decay_rates, tune_and_test
 
 SEGMENT = 5
@@ -294,3 +298,67 @@ def test_bad_arguments_are_refused_with_the_value_and_the_fix(corpus, model_and_
         args["ms_grads"] = args["ms_grads"](model, ms)
     with pytest.raises(ValueError, match=message):
         awdlib.dynamic_evaluate(model, **args)
+
+
+# -------------------------------------------------------------------------------- command line
+@pytest.fixture(scope="module")
+def smoke_checkpoint(tmp_path_factory):
+    """One epoch of the smoke preset on real PTB, checkpointed by the command line."""
+    folder = tmp_path_factory.mktemp("smoke-dynamic")
+    assert main(["--threads", "1", "train", "--preset", "smoke", "--epochs", "1",
+                 "--checkpoint-dir", str(folder), "--no-download"]) == 0
+    return folder / "best.pt"
+
+
+def test_dynamic_command_prints_the_perplexity_of_dynamic_evaluate(smoke_checkpoint, capsys):
+    assert main(["dynamic", str(smoke_checkpoint), "--split", "valid", "--lr", "2e-4", "--decay",
+                 "0.01", "--segment-len", "20", "--stat-batches", "5", "--no-download"]) == 0
+    out = capsys.readouterr().out
+    plain, adapted = (float(x) for x in re.search(r"perplexity ([\d.]+) without adaptation, "
+                                                   r"([\d.]+) with it", out).groups())
+    corpus, model = awdlib.PRESETS["smoke"].corpus(), load_model(smoke_checkpoint)
+    ms = awdlib.gradient_statistics(model, corpus.train, segment_len=20, max_batches=5)
+    expected = awdlib.dynamic_evaluate(model, corpus.valid, 2e-4, 0.01, 20, ms)
+    assert adapted == pytest.approx(math.exp(expected), abs=0.01) and adapted < plain
+    assert plain == pytest.approx(math.exp(awdlib.evaluate(model, corpus.valid, 20, 1)), abs=0.01)
+    assert f"segment 20, epsilon 2e-05; {len(corpus.valid):,} tokens of ptb" in out
+
+
+def test_dynamic_command_search_reports_valid_then_test_at_the_best_point(smoke_checkpoint,
+                                                                          capsys):
+    assert main(["dynamic", str(smoke_checkpoint), "--search", "--lrs", "0", "3e-4", "--decays",
+                 "0.01", "--search-tokens", "500", "--segment-len", "20", "--stat-batches", "5",
+                 "--no-download"]) == 0
+    out = capsys.readouterr().out
+    corpus, model = awdlib.PRESETS["smoke"].corpus(), load_model(smoke_checkpoint)
+    ms = awdlib.gradient_statistics(model, corpus.train, segment_len=20, max_batches=5)
+    result = awdlib.search_dynamic(model, corpus.valid, ms, (0, 3e-4), (0.01,), segment_len=20,
+                                   first_tokens=500)
+    best = result.best
+    assert (f"valid: perplexity {math.exp(result.plain_loss):.2f} without adaptation, "
+            f"{math.exp(best['loss']):.2f} at the best of 2 points (lr {best['lr']:g}, decay 0.01; "
+            f"the first 500 tokens)") in out
+    test = awdlib.dynamic_evaluate(model, corpus.test, best["lr"], 0.01, 20, ms)
+    assert f"{math.exp(test):.2f} with it" in out and out.splitlines()[-1].startswith("test:")
+
+
+@pytest.mark.parametrize("flags, code, message", [
+    (["--lr", "-1"], 1, "error: --lr must be a finite number >= 0"),
+    (["--decay", "2"], 1, "error: --decay must be between 0 and 1"),
+    (["--epsilon", "0"], 1, "error: --epsilon must be a finite number > 0"),
+    (["--search", "--decays", "0.01", "-2"], 1, "error: --decays: decay must be between 0 and 1"),
+    (["--search", "--lrs", "inf"], 1, "error: --lrs: lr must be a finite number >= 0"),
+    (["--segment-len", "0"], 2, "--segment-len: expected an integer >= 1, got '0'"),
+    (["--search-tokens", "1"], 2, "--search-tokens: expected an integer >= 2, got '1'"),
+])
+def test_dynamic_command_rejects_bad_values_in_one_line(smoke_checkpoint, capsys, flags, code,
+                                                        message):
+    try:
+        returned = main(["dynamic", str(smoke_checkpoint), *flags, "--no-download"])
+    except SystemExit as exit:  # argparse
+        returned = exit.code
+    assert returned == code
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1]
+    if code == 1:
+        assert err.count("\n") == 1
