@@ -44,6 +44,7 @@ import torch
 from .checkpoint import atomic_file, check_resumable
 from .checks import check_seed
 from .data import DataError, dataset_dir, load_corpus, resolve_name
+from .dynamic import AUTHORS_FAST_TOKENS, STAT_BATCH_SIZE
 from .dynamic import AUTHORS_SETTINGS as AUTHORS_DYNAMIC
 from .presets import PRESETS, Preset
 from .train import TrainConfig, Trainer, evaluate, perplexity
@@ -783,10 +784,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decays", type=float, nargs="+", help="the search's decays (default: the "
                    "authors' grid, 1e-3 to 5e-3, scaled by --segment-len / 5)")
     p.add_argument("--search-tokens", type=lambda text: positive_int(text, minimum=2),
-                   help="search on the first N validation tokens only (the authors' fast grid: "
-                        "30000; default: all)")
-    p.add_argument("--stat-batch-size", type=positive_int, default=100,
-                   help="batch size of the gradient statistics on the training split (default 100)")
+                   help=f"search on the first N validation tokens only (the authors' fast grid: "
+                        f"{AUTHORS_FAST_TOKENS}; default: all)")
+    p.add_argument("--stat-batch-size", type=positive_int, default=STAT_BATCH_SIZE,
+                   help=f"batch size of the gradient statistics on the training split (default "
+                        f"{STAT_BATCH_SIZE}, the authors')")
     p.add_argument("--stat-batches", type=positive_int,
                    help="at most this many training batches for them (default: the whole split)")
     p.add_argument("--progress", action="store_true", help="progress bars")
