@@ -1,4 +1,4 @@
-"""Command line: ``python -m awdlib {data,train,finetune,evaluate,cache,generate,experiment}``.
+"""Command line: ``python -m awdlib {data,train,finetune,evaluate,cache,dynamic,generate,experiment}``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m awdlib finetune --checkpoint-dir runs/demo --epochs 5
     python -m awdlib evaluate runs/demo/best.pt --split test
     python -m awdlib cache runs/demo/best.pt --search
+    python -m awdlib dynamic runs/demo/best.pt --search --search-tokens 30000
     python -m awdlib generate runs/demo/best.pt --words 40 --temperature 0.8 --seed 1
     python -m awdlib experiment ladder --preset demo --seeds 141 142 143 --workers 2
     python -m awdlib experiment ablation --preset ablation-demo --seeds 141 142 143 --workers 2
@@ -43,6 +44,8 @@ import torch
 from .checkpoint import atomic_file, check_resumable
 from .checks import check_seed
 from .data import DataError, dataset_dir, load_corpus, resolve_name
+from .dynamic import AUTHORS_FAST_TOKENS, STAT_BATCH_SIZE
+from .dynamic import AUTHORS_SETTINGS as AUTHORS_DYNAMIC
 from .presets import PRESETS, Preset
 from .train import TrainConfig, Trainer, evaluate, perplexity
 
@@ -524,6 +527,59 @@ def cmd_cache(args) -> None:
         raise NotFiniteError(f"the {split} loss with the cache is {loss}: {why}")
 
 
+def cmd_dynamic(args) -> None:
+    from .dynamic import (check_dynamic_params, default_grid, dynamic_evaluate, gradient_statistics,
+                          search_dynamic)
+
+    device = check_device(args.device)
+    state = load_state(args.checkpoint, device)
+    preset = run_preset(Path(args.checkpoint).parent, state)
+    grid = default_grid(args.segment_len)
+    lrs, decays = args.lrs or grid["lrs"], args.decays or grid["decays"]
+    points = [("--", dict(lr=args.lr, decay=args.decay))]
+    if args.search:
+        points = [("--lrs: ", dict(lr=lr, decay=decays[0])) for lr in lrs] + \
+            [("--decays: ", dict(lr=lrs[0], decay=decay)) for decay in decays]
+    for prefix, point in points:
+        try:
+            check_dynamic_params(**point, segment_len=args.segment_len, epsilon=args.epsilon)
+        except ValueError as exc:
+            raise CommandError(f"{prefix}{exc.args[0]}") from None
+    corpus = load_run_corpus(preset, args)
+    check_pairing(state, corpus, args.checkpoint)
+    model = model_from_state(state, device, args.checkpoint)
+    settings = dict(segment_len=args.segment_len, epsilon=args.epsilon)
+    try:
+        ms_grads = gradient_statistics(model, corpus.train, segment_len=args.segment_len,
+                                       batch_size=args.stat_batch_size,
+                                       max_batches=args.stat_batches, progress=args.progress)
+    except ValueError as exc:  # a batch size the training split cannot fill
+        raise CommandError(f"--stat-batch-size {args.stat_batch_size}: {exc}") from None
+    point = dict(lr=args.lr, decay=args.decay)
+    if args.search:
+        result = search_dynamic(model, corpus.valid, ms_grads, lrs, decays, **settings,
+                                first_tokens=args.search_tokens, progress=args.progress)
+        point = {k: result.best[k] for k in ("lr", "decay")}
+        print(f"valid: perplexity {perplexity(result.plain_loss):.2f} without adaptation, "
+              f"{perplexity(result.best['loss']):.2f} at the best of {result.losses.numel()} points "
+              f"(lr {point['lr']:g}, decay {point['decay']:g}; the first {result.tokens:,} tokens)")
+        split = "test"
+    else:
+        split = args.split
+    ids = getattr(corpus, split)
+    loss = dynamic_evaluate(model, ids, **point, ms_grads=ms_grads, **settings,
+                            progress=args.progress)
+    plain = evaluate(model, ids, stored_train_config(state).bptt, 1)
+    print(f"{split}: perplexity {perplexity(plain):.2f} without adaptation, {perplexity(loss):.2f} "
+          f"with it (loss {loss:.4f}; lr {point['lr']:g}, decay {point['decay']:g}, segment "
+          f"{args.segment_len}, epsilon {args.epsilon:g}; {len(ids):,} tokens of {corpus.name}, "
+          f"batch 1)")
+    if not math.isfinite(loss):
+        why = ("the model's own loss is not finite" if not math.isfinite(plain) else
+               f"the updates diverged at lr {point['lr']:g}; use a smaller --lr")
+        raise NotFiniteError(f"the {split} loss with dynamic evaluation is {loss}: {why}")
+
+
 def cmd_generate(args) -> None:
     from .generate import generate
 
@@ -704,6 +760,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdahs", type=float, nargs="+",
                    default=[0.0, 0.05, 0.075, 0.1, 0.1279, 0.15, 0.2, 0.3])
     p.add_argument("--bptt", type=int, default=256, help="chunk length (does not change the result)")
+    device_flag(p)
+
+    p = command("dynamic", cmd_dynamic, "perplexity with dynamic evaluation (Krause et al. 2018; "
+                "batch 1): the model adapts to the text as it scores it, by the paper's RMS rule "
+                "with gradient statistics from the run's training split; defaults: the authors' "
+                "settings for AWD-LSTM on PTB")
+    p.add_argument("checkpoint", help="a .pt file written by train or finetune")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument("--lr", type=float, default=AUTHORS_DYNAMIC["lr"], help="step size eta "
+                   f"(default {AUTHORS_DYNAMIC['lr']:g}; 0: no adaptation)")
+    p.add_argument("--decay", type=float, default=AUTHORS_DYNAMIC["decay"],
+                   help=f"lambda, the pull back toward the trained weights (default "
+                        f"{AUTHORS_DYNAMIC['decay']:g})")
+    p.add_argument("--segment-len", type=positive_int, default=AUTHORS_DYNAMIC["segment_len"],
+                   help="tokens per update (default 5, as in the paper; 20 is about 3x faster)")
+    p.add_argument("--epsilon", type=float, default=AUTHORS_DYNAMIC["epsilon"],
+                   help=f"added to the RMS gradient (default {AUTHORS_DYNAMIC['epsilon']:g})")
+    p.add_argument("--search", action="store_true", help="grid-search lr and decay on valid, then "
+                   "report test at the best point")
+    p.add_argument("--lrs", type=float, nargs="+", help="the search's lrs (default: the authors' "
+                   "grid, 3e-5 to 1e-4, scaled by --segment-len / 5)")
+    p.add_argument("--decays", type=float, nargs="+", help="the search's decays (default: the "
+                   "authors' grid, 1e-3 to 5e-3, scaled by --segment-len / 5)")
+    p.add_argument("--search-tokens", type=lambda text: positive_int(text, minimum=2),
+                   help=f"search on the first N validation tokens only (the authors' fast grid: "
+                        f"{AUTHORS_FAST_TOKENS}; default: all)")
+    p.add_argument("--stat-batch-size", type=positive_int, default=STAT_BATCH_SIZE,
+                   help=f"batch size of the gradient statistics on the training split (default "
+                        f"{STAT_BATCH_SIZE}, the authors')")
+    p.add_argument("--stat-batches", type=positive_int,
+                   help="at most this many training batches for them (default: the whole split)")
+    p.add_argument("--progress", action="store_true", help="progress bars")
     device_flag(p)
 
     p = command("generate", cmd_generate, "sample text from a checkpoint")

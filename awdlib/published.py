@@ -9,6 +9,9 @@ Perplexities as ``(validation, test)``, test at batch size 1, per corpus and sou
   PyTorch 0.4 code, with its own commands (PTB batch 20, ``dropouth`` 0.25; WikiText-2 ``dropouth``
   0.2) and cache settings (:data:`awdlib.cache.OFFICIAL_SETTINGS`).
 
+:data:`DYNAMIC_EVAL` holds the dynamic evaluation results of Krause, Kahembwe, Murray & Renals (2018)
+for an AWD-LSTM they trained with the official code (another paper, so not a stage of :data:`PUBLISHED`).
+
 :data:`OFFICIAL_EPOCH_SECONDS` holds the same README's training speed of its code on an NVIDIA Quadro
 GP100 (PyTorch 0.x, cuDNN): the anchor for projecting a full run's GPU time before measuring one.
 :data:`awdlib.cache.PAPER_CACHE` (the paper's perplexity without and with the cache) is derived from
@@ -34,6 +37,12 @@ SOURCES = {
     "paper": "Merity, Keskar & Socher (2017), Tables 1-3",
     "official": "salesforce/awd-lstm-lm README (its PyTorch 0.4 code)",
 }
+
+# Krause et al. (2018), "Dynamic Evaluation of Neural Sequence Models", Section 7.1 (abstract: "51.1 and
+# 44.3"): AWD-LSTM + dynamic evaluation, (validation, test) perplexity, segments of 5 tokens, test at
+# batch 1. Their AWD-LSTM was trained with the official code; awdlib.dynamic has their settings.
+DYNAMIC_EVAL: dict[str, tuple[float, float]] = {"ptb": (51.6, 51.1), "wikitext-2": (46.4, 44.3)}
+DYNAMIC_EVAL_SOURCE = "Krause, Kahembwe, Murray & Renals (2018), Section 7.1"
 
 # Seconds per training epoch of the official code, by (corpus, batch size); README "Speed".
 OFFICIAL_EPOCH_SECONDS: dict[tuple[str, int], float] = {

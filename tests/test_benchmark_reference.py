@@ -1,6 +1,7 @@
 """The benchmarks' baseline (benchmarks/reference.py) has the AWD-LSTM's shape and interface, and the
-step benchmark that compares the two runs end to end."""
+step benchmark that compares the two, and the dynamic evaluation benchmark, run end to end."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,16 @@ def test_step_benchmark_prints_one_row_per_size():
     assert run.returncode == 0, run.stderr
     row = run.stdout.strip().splitlines()[-1].split()
     assert row[0] == "8x16" and float(row[4]) > 0  # the AWD-LSTM / plain tokens/s ratio
+
+
+def test_dynamic_benchmark_prints_one_row_per_run():
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "dynamic_speed.py"), "--threads",
+                          "1", "--synthetic", "--tokens", "40", "--repeats", "1", "--stat-batches", "1",
+                          "--segment-lens", "5"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| plain evaluate, windows of 70", "| plain evaluate, windows of 5",
+        "| dynamic_evaluate, segments of 5"]
+    assert float(rows[-1].split(" | ")[2]) > 0  # the ratio to plain evaluation

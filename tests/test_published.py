@@ -5,8 +5,8 @@ import pytest
 from awdlib.cache import OFFICIAL_SETTINGS, PAPER_CACHE
 from awdlib.experiments import PAPER_PTB_VALID
 from awdlib.presets import PRESETS
-from awdlib.published import (OFFICIAL_EPOCH_SECONDS, PUBLISHED, STAGES, comparison_table,
-                              projected_hours, published)
+from awdlib.published import (DYNAMIC_EVAL, OFFICIAL_EPOCH_SECONDS, PUBLISHED, STAGES,
+                              comparison_table, projected_hours, published)
 
 
 def test_every_preset_corpus_has_both_sources_and_every_stage():
@@ -55,3 +55,11 @@ def test_projection_is_seconds_per_epoch_times_epochs():
 def test_the_cache_modules_paper_numbers_are_the_published_ones():
     assert PAPER_CACHE == {"ptb": {"valid": (60.0, 53.9), "test": (57.3, 52.8)},
                            "wikitext-2": {"valid": (68.6, 53.8), "test": (65.8, 52.0)}}
+
+
+def test_dynamic_evaluation_beats_the_cache_on_both_corpora_as_published():
+    assert set(DYNAMIC_EVAL) == set(PUBLISHED)
+    for dataset, (valid, test) in DYNAMIC_EVAL.items():
+        cache_valid, cache_test = published(dataset, "paper", "+ cache")
+        assert valid < cache_valid and test < cache_test, dataset
+    assert DYNAMIC_EVAL["ptb"][1] == 51.1 and DYNAMIC_EVAL["wikitext-2"][1] == 44.3  # the abstract's

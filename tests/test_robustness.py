@@ -179,7 +179,8 @@ def _edited(run, name, change):
     return str(run / name)
 
 
-@pytest.mark.parametrize("command", [["evaluate"], ["cache"], ["generate", "--words", "3"]])
+@pytest.mark.parametrize("command", [["evaluate"], ["cache"], ["dynamic"],
+                                     ["generate", "--words", "3"]])
 @pytest.mark.parametrize("change", [
     lambda s: s.update(corpus="wikitext-2[0.003]"),
     lambda s: s["model_config"].update(vocab_size=33278),
