@@ -300,6 +300,15 @@ class CacheSearch(NamedTuple):
     best: dict
     plain_loss: float
 
+    def to_record(self) -> dict:
+        """A JSON-ready dict of the search (the losses as nested lists of floats)."""
+        return {**self._asdict(), "losses": self.losses.tolist()}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "CacheSearch":
+        """The search :meth:`to_record` wrote, its losses a float64 tensor again."""
+        return cls(**{**record, "losses": torch.tensor(record["losses"], dtype=torch.float64)})
+
 
 def search_cache(inputs: CacheInputs, thetas=(0.1, 0.2, 0.3, 0.5, 0.662, 0.8, 1.0, 1.2),
                  lambdahs=(0.0, 0.025, 0.05, 0.075, 0.1, 0.1279, 0.15, 0.2, 0.25, 0.3),

@@ -338,3 +338,16 @@ def test_wikitext2_cache_presets_are_their_ptb_scales_model_on_wikitext2(name, b
     assert wt2.dataset == "wikitext-2" and wt2.finetune_epochs == 0
     assert {k: v for k, v in wt2.model.items() if k != "dropouti"} == \
         {k: v for k, v in ptb.model.items() if k != "dropouti"}
+
+
+def test_a_search_survives_a_round_trip_through_json_exactly():
+    import json
+    g = torch.Generator().manual_seed(3)
+    T, H, V = 60, 8, 20
+    inputs = awdlib.CacheInputs(torch.randn(T, generator=g).abs().neg(), torch.randn(T, H, generator=g),
+                                torch.randint(V, (T,), generator=g))
+    search = awdlib.search_cache(inputs, thetas=(0.5, 1.0), lambdahs=(0.0, 0.1, 0.3), windows=(5, 20))
+    again = awdlib.cache.CacheSearch.from_record(json.loads(json.dumps(search.to_record())))
+    assert torch.equal(again.losses, search.losses) and again.losses.dtype == torch.float64
+    assert (again.windows, again.thetas, again.lambdahs, again.best, again.plain_loss) == \
+        (search.windows, search.thetas, search.lambdahs, search.best, search.plain_loss)
