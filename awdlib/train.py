@@ -192,6 +192,7 @@ class Trainer:
         self.holds_best = False  # the model holds best.pt's weights (load_best), not the iterate
         self._unsaved_best: dict | None = None  # best.pt's contents, to be written at the next save
         self._saved_at: tuple[int, int, float] | None = None  # last.pt's (epoch, step, clock)
+        self._rng_at_stop: dict | None = None  # the random states where the last fit() stopped
 
     def _make_optimizer(self, mode: str) -> NTASGD:
         c = self.config
@@ -251,6 +252,9 @@ class Trainer:
 
     def _run(self, last_epoch: int, on_trigger: str) -> History:
         self.holds_best = False  # training goes on from the iterate
+        if self._rng_at_stop is not None:  # go on with the random streams where the last run stopped,
+            set_rng_state(self._rng_at_stop, self.device, self.batch_generator)  # as a resume would
+            self._rng_at_stop = None
         self._run_span = (self.epoch, last_epoch, wall_clock())  # for _time_left
         deadline = None if self.config.time_budget is None else \
             time.perf_counter() + self.config.time_budget
@@ -277,6 +281,7 @@ class Trainer:
         except KeyboardInterrupt:
             self._log(f"interrupted in epoch {self.epoch + 1}: {self.discarded_work()}")
             raise
+        self._rng_at_stop = rng_state(self.device, self.batch_generator)
         self._save()  # every other stop leaves last.pt (and best.pt) current
         return self.history
 

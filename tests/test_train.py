@@ -173,11 +173,13 @@ def test_budget_pauses_and_ctrl_c_both_resume_to_the_uninterrupted_runs_weights(
     _same_training_state(whole, resumed)
 
 
-def test_a_paused_epoch_goes_on_in_memory_without_a_checkpoint_folder(tiny_corpus, monkeypatch):
+@pytest.mark.parametrize("budget", [3, 7, 11, 13])  # pauses at other steps of the epoch each time
+def test_a_paused_epoch_goes_on_in_memory_without_a_checkpoint_folder(tiny_corpus, monkeypatch,
+                                                                      budget):
     whole = _trainer(tiny_corpus, epochs=2, optimizer="asgd")
     whole.fit()
     monkeypatch.setattr(train_module, "time", FakeClock())
-    chunked = _trainer(tiny_corpus, epochs=2, optimizer="asgd", time_budget=7)
+    chunked = _trainer(tiny_corpus, epochs=2, optimizer="asgd", time_budget=budget)
     while chunked.epoch < 2:
         chunked.fit()
         torch.rand(3)  # other code drawing random numbers between the chunks changes nothing
