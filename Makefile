@@ -44,7 +44,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Unit tests, every notebook run by papermill at smoke scale, and the real-browser test; then nbval
-# re-runs the stored notebooks as a learner's "Run All" does and compares their outputs: 00-06 and 08 at
+# re-runs the stored notebooks as a learner's "Run All" does and compares their outputs: 00-06, 08 and 09 at
 # their default (demo) scale, which loads the shipped weights, and 07 at the smoke scale its stored
 # outputs come from. One torch thread, as the stored outputs were made.
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval-sanitize.cfg --nbval-cell-timeout 120
