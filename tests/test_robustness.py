@@ -226,6 +226,16 @@ def _kill_myself(tag):
 
 
 def test_ctrl_c_stops_the_pool_at_once_and_hands_over_every_finished_result():
+    # Python ignores Ctrl-C when it starts with SIGINT ignored (a background job of a script); make
+    # it raise KeyboardInterrupt here as in a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_stops_the_pool()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_stops_the_pool():
     jobs = [(0.0, "quick"), (60.0, "slow"), (60.0, "queued")]
     finished = []
 
