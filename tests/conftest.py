@@ -22,6 +22,17 @@ def run_notebook():
 
 
 @pytest.fixture(scope="session")
+def smoke_checkpoint(tmp_path_factory):
+    """One epoch of the smoke preset on real PTB, checkpointed by the command line (``best.pt``);
+    shared by the cache and dynamic-evaluation command tests, which only read it."""
+    from awdlib.__main__ import main
+    folder = tmp_path_factory.mktemp("smoke-checkpoint")
+    assert main(["--threads", "1", "train", "--preset", "smoke", "--epochs", "1",
+                 "--checkpoint-dir", str(folder), "--no-download"]) == 0
+    return folder / "best.pt"
+
+
+@pytest.fixture(scope="session")
 def ptb():
     import awdlib
     return awdlib.load_corpus("ptb")

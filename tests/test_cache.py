@@ -244,15 +244,6 @@ def test_generation_rejects_bad_cache_settings(tiny_model_and_corpus, bad, messa
 
 
 # -------------------------------------------------------------------------------- command line
-@pytest.fixture(scope="module")
-def smoke_checkpoint(tmp_path_factory):
-    """One epoch of the smoke preset on real PTB, checkpointed by the command line."""
-    folder = tmp_path_factory.mktemp("smoke-cache")
-    assert main(["--threads", "1", "train", "--preset", "smoke", "--epochs", "1",
-                 "--checkpoint-dir", str(folder), "--no-download"]) == 0
-    return folder / "best.pt"
-
-
 def test_cache_command_prints_the_perplexity_of_evaluate_with_cache(smoke_checkpoint, capsys):
     assert main(["cache", str(smoke_checkpoint), "--split", "valid", "--window", "50", "--theta",
                  "0.5", "--lambdah", "0.2", "--bptt", "37"]) == 0

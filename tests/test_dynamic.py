@@ -305,15 +305,6 @@ def test_bad_arguments_are_refused_with_the_value_and_the_fix(corpus, model_and_
 
 
 # -------------------------------------------------------------------------------- command line
-@pytest.fixture(scope="module")
-def smoke_checkpoint(tmp_path_factory):
-    """One epoch of the smoke preset on real PTB, checkpointed by the command line."""
-    folder = tmp_path_factory.mktemp("smoke-dynamic")
-    assert main(["--threads", "1", "train", "--preset", "smoke", "--epochs", "1",
-                 "--checkpoint-dir", str(folder), "--no-download"]) == 0
-    return folder / "best.pt"
-
-
 def test_dynamic_command_prints_the_perplexity_of_dynamic_evaluate(smoke_checkpoint, capsys):
     assert main(["dynamic", str(smoke_checkpoint), "--split", "valid", "--lr", "2e-4", "--decay",
                  "0.01", "--segment-len", "20", "--stat-batches", "5", "--no-download"]) == 0
