@@ -78,7 +78,13 @@ class TrainConfig:
     test_batch_size: int = 1
     seed: int = 141
     time_budget: float | None = None  # seconds of training per fit()/finetune() call
-    patience: int | None = None  # stop after this many epochs without a new best validation loss
+    # stop after this many epochs without a new best validation loss (fine-tuning: counted from its
+    # first epoch, so that it gets the same patience after training stopped early)
+    patience: int | None = None
+    # what counts as "better" for patience: a validation perplexity below the last counted best by
+    # more than this share (0: any lower loss; 0.005: 0.5% lower). Averaged weights keep improving by
+    # ever smaller steps; a share ends such a run once its gains fall below what seeds differ by.
+    min_improvement: float = 0.0
     variable_bptt: bool = True  # Section 4.1's random window lengths; False: every window is bptt long
     progress: bool = True  # tqdm progress bars
     log_epochs: bool = True  # one summary line per epoch
@@ -108,6 +114,8 @@ class TrainConfig:
                 "none or a number of seconds > 0")
         p = self.patience
         require(p is None or is_int(p) and p >= 1, "train.patience", p, "none or an integer >= 1")
+        m = self.min_improvement
+        require(is_number(m) and 0 <= m < 1, "train.min_improvement", m, "a share in [0, 1)")
         for name in ("variable_bptt", "progress", "log_epochs", "tf32"):
             require(isinstance(getattr(self, name), bool), f"train.{name}", getattr(self, name),
                     "true or false")
@@ -130,6 +138,16 @@ class History:
 
     def best(self) -> dict | None:
         return min(self.records, key=lambda r: r["valid_loss"]) if self.records else None
+
+    def last_improvement(self, share: float = 0.0) -> int:
+        """The last epoch whose validation perplexity was more than ``share`` below the best counted
+        before it (the first epoch counts; 0 without records): early stopping's reference. With
+        ``share=0`` that is the best epoch."""
+        counted, epoch = math.inf, 0
+        for r in self.records:
+            if r["valid_loss"] < counted + math.log1p(-share):
+                counted, epoch = r["valid_loss"], r["epoch"]
+        return epoch
 
     def to_dict(self) -> dict:
         return {"records": self.records, "events": self.events, "stop_reason": self.stop_reason,
@@ -252,6 +270,7 @@ class Trainer:
 
     def _run(self, last_epoch: int, on_trigger: str) -> History:
         self.holds_best = False  # training goes on from the iterate
+        self.history.stop_reason = None  # this call's own reason (None: it reached its last epoch)
         if self._rng_at_stop is not None:  # go on with the random streams where the last run stopped,
             set_rng_state(self._rng_at_stop, self.device, self.batch_generator)  # as a resume would
             self._rng_at_stop = None
@@ -317,9 +336,13 @@ class Trainer:
         if fired and on_trigger == "stop":
             self._stop(f"non-monotonic criterion met at epoch {self.epoch}: fine-tuning done")
             return "stop"
-        patience = self.config.patience
-        if patience and self.epoch - self.history.best()["epoch"] >= patience:
-            self._stop(f"no better validation loss for {patience} epochs: stopped early at "
+        patience, share = self.config.patience, self.config.min_improvement
+        # counted within this phase: fine-tuning after early stopping gets its own patience
+        phase_start = next(r["epoch"] for r in self.history.records if r["phase"] == self.phase) - 1
+        since = max(self.history.last_improvement(share), phase_start)
+        if patience and self.epoch - since >= patience:
+            better = f" (better: by more than {share:.2%} in perplexity)" if share else ""
+            self._stop(f"no better validation loss for {patience} epochs{better}: stopped early at "
                        f"epoch {self.epoch}")
             return "stop"
         return None

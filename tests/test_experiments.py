@@ -55,6 +55,48 @@ def test_patience_stops_after_that_many_epochs_without_a_better_validation_loss(
     assert "3 epochs" in history.stop_reason
 
 
+def test_min_improvement_ends_a_run_whose_gains_have_become_small(tiny_corpus, monkeypatch):
+    import math
+
+    # each perplexity lower than the last, but after 98.9 (< 100 x 0.99) by less than 1% of that
+    # counted best until 97.9 (< 98.9 x 0.99 = 97.911)
+    ppl = [100, 98.9, 98.6, 98.3, 98.1, 97.95, 97.9, 97.85, 97.8]
+    losses = iter(math.log(p) for p in ppl)
+    monkeypatch.setattr(awdlib.train, "evaluate", lambda *args, **kwargs: next(losses))
+    preset = awdlib.PRESETS["smoke"].with_train(epochs=9, patience=3, optimizer="sgd",
+                                                log_epochs=False, min_improvement=0.01)
+    history = preset.trainer(tiny_corpus).fit()
+    assert [r["epoch"] for r in history.records] == [1, 2, 3, 4, 5]  # 2 counted, then 3, 4, 5 not
+    assert history.stop_reason == ("no better validation loss for 3 epochs (better: by more than "
+                                   "1.00% in perplexity): stopped early at epoch 5")
+    assert history.best()["epoch"] == 5  # best.pt still keeps the lowest loss
+    records = [{"epoch": i + 1, "valid_loss": math.log(p)} for i, p in enumerate(ppl)]
+    counted = awdlib.train.History(records)
+    assert counted.last_improvement(0.01) == 7 and counted.last_improvement() == 9
+    assert awdlib.train.History().last_improvement(0.01) == 0
+    with pytest.raises(ValueError, match="train.min_improvement"):
+        awdlib.TrainConfig(min_improvement=1.0)
+
+
+def test_fine_tuning_after_early_stopping_gets_its_own_patience(tiny_corpus, monkeypatch):
+    losses = iter([5.0, 4.0, 4.5, 4.6] + [4.7, 4.8, 4.9, 3.0])
+    monkeypatch.setattr(awdlib.train, "evaluate", lambda *args, **kwargs: next(losses))
+    preset = awdlib.PRESETS["smoke"].with_train(epochs=9, patience=2, log_epochs=False, nonmono=5)
+    trainer = preset.trainer(tiny_corpus)
+    trainer.fit()
+    assert trainer.epoch == 4 and trainer.history.stop_reason.startswith("no better validation loss")
+    trainer.finetune(9)
+    # two fine-tuning epochs without a better loss, not stopped at its first one (4 - 2 >= 2)
+    assert [r["phase"] for r in trainer.history.records[4:]] == ["finetune", "finetune"]
+    assert trainer.history.stop_reason.endswith("stopped early at epoch 6")
+
+
+def test_min_improvement_at_zero_leaves_fingerprints_as_they_were():
+    smoke = awdlib.PRESETS["smoke"]
+    assert "min_improvement" not in smoke.settings()["train"]
+    assert smoke.with_train(min_improvement=0.005).fingerprint() != smoke.fingerprint()
+
+
 @pytest.mark.slow
 def test_a_study_appends_each_run_once_and_resumes_without_rerunning(tmp_path):
     smoke = awdlib.PRESETS["smoke"].with_train(epochs=1)
