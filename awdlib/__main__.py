@@ -12,6 +12,9 @@ Examples::
     python -m awdlib generate runs/demo/best.pt --words 40 --temperature 0.8 --seed 1
     python -m awdlib experiment ladder --preset demo --seeds 141 142 143 --workers 2
     python -m awdlib experiment ablation --preset ablation-demo --seeds 141 142 143 --workers 2
+    python -m awdlib experiment crossover --preset crossover-pilot --seeds 141 --workers 2
+    python -m awdlib experiment ablation --preset ablation-demo --executor submitit --workers 24 \
+        --partition gpu --gpus-per-node 1 --device cuda --timeout-min 1200
 
 Flags map onto the dataclasses (:class:`~awdlib.presets.Preset`, :class:`~awdlib.train.TrainConfig`,
 :class:`~awdlib.model.AWDLSTMConfig`); ``--set`` reaches any of their fields, and the dataclasses check
@@ -45,6 +48,7 @@ from .checkpoint import atomic_file, check_resumable
 from .checks import check_seed
 from .data import DataError, dataset_dir, load_corpus, resolve_name
 from .dynamic import AUTHORS_FAST_TOKENS, STAT_BATCH_SIZE
+from .executors import EXECUTORS
 from .dynamic import AUTHORS_SETTINGS as AUTHORS_DYNAMIC
 from .presets import PRESETS, Preset
 from .train import TrainConfig, Trainer, evaluate, perplexity
@@ -633,8 +637,9 @@ def check_results_folder(folder: Path, files: list[Path]) -> None:
 
 
 def cmd_experiment(args) -> None:
-    from .experiments import (STUDIES, StudyIncomplete, run_study, study_runs, study_stem,
-                              write_summary)
+    from .executors import LocalExecutor, SubmititExecutor
+    from .experiments import (STUDIES, STUDY_CONTROLS, StudyIncomplete, run_study, study_runs,
+                              study_stem, write_summary)
     from .pool import PoolInterrupted
     from .results import RunsFileError, read_runs
 
@@ -670,10 +675,20 @@ def cmd_experiment(args) -> None:
             raise CommandError(f"could not write {summary_file} ({exc.strerror})") from None
         print(f"summary of {len(runs)} runs in {summary_file}")
 
+    checkpoints = folder / "checkpoints" / args.preset / args.study
+    device = check_device(args.device)
+    if args.executor == "submitit":
+        executor = SubmititExecutor(checkpoints / "submitit", max(args.workers, 1),
+                                    cluster=args.cluster, partition=args.partition,
+                                    gpus_per_node=args.gpus_per_node,
+                                    cpus_per_task=args.cpus_per_task, timeout_min=args.timeout_min)
+    else:
+        executor = LocalExecutor(args.workers)
     try:
         before = len(finished())
-        run_study(chosen, args.seeds, runs_file, folder / "checkpoints" / args.preset / args.study,
-                  args.workers, root=args.data_root, legacy=legacy, download=not args.no_download)
+        run_study(chosen, args.seeds, runs_file, checkpoints, root=args.data_root, legacy=legacy,
+                  download=not args.no_download, executor=executor, device=device,
+                  controls=STUDY_CONTROLS.get(args.study, ()))
     except RunsFileError as exc:
         raise CommandError(str(exc)) from None
     except KeyboardInterrupt as exc:
@@ -804,9 +819,11 @@ def build_parser() -> argparse.ArgumentParser:
     device_flag(p)
 
     p = command("experiment", cmd_experiment, "a study: named configurations x seeds, resumable")
-    p.add_argument("study", choices=("ladder", "ablation"),
+    p.add_argument("study", choices=("ladder", "ablation", "crossover"),
                    help="ladder: the rungs of notebooks 01-05; ablation: the paper's '– X' table "
-                        "(notebook 08; its CPU scale is --preset ablation-demo)")
+                        "(notebook 08; its CPU scale is --preset ablation-demo); crossover: the full "
+                        "recipe, without weight drop, and the plain LSTM trained until each stops "
+                        "early (notebook 08's pilot, --preset crossover-pilot)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     p.add_argument("--seeds", type=seed, nargs="+", default=[141, 142, 143],
                    help="one run per configuration and seed; each seed once")
@@ -819,6 +836,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "leading 'STUDY-' (--preset ablation-demo writes ablation-demo.json)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="change a preset field for every configuration")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default): --workers processes on this machine; submitit: each run "
+                        "a job through the submitit package (Slurm), at most --workers at a time")
+    p.add_argument("--device", default="cpu",
+                   help="where every run trains: cpu (default), cuda, cuda:1, ... (several workers "
+                        "may share one GPU)")
+    p.add_argument("--partition", help="submitit: the Slurm partition")
+    p.add_argument("--gpus-per-node", type=count, default=0, help="submitit: GPUs per job")
+    p.add_argument("--cpus-per-task", type=positive_int, default=1, help="submitit: CPUs per job")
+    p.add_argument("--timeout-min", type=positive_int, default=24 * 60,
+                   help="submitit: a job's time limit in minutes (default a day)")
+    p.add_argument("--cluster", choices=("slurm", "local"),
+                   help="submitit: force its Slurm or its local cluster (default: Slurm where "
+                        "sbatch exists)")
     return parser
 
 

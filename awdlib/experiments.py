@@ -23,6 +23,7 @@ holds both results: before (``valid_ppl``, ``test_ppl``) and after (``finetuned`
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from .presets import PRESETS, Preset
 from .results import append_run, read_runs
 
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
+LONGER_FOLDER = "trained-longer"  # a run's fine-tuning control (run_one's ``longer``), in its folder
 
 # The ladder, rung by rung: each adds one technique to the rung above (notebooks 01-05). The last
 # rung is no run of its own: it is the "+ NT-ASGD" runs' fine-tuned stage.
@@ -134,6 +136,14 @@ def ablation_configs(preset: Preset) -> dict[str, Preset]:
             "– weight-dropping": preset.with_model(wdrop=0.0)}
 
 
+def crossover_configs(preset: Preset) -> dict[str, Preset]:
+    """The crossover pilot (notebook 08): the full recipe, the same without weight drop (the paper's
+    largest ablation row), and the plain LSTM of the ladder's first rung (no fine-tuning)."""
+    ablation = ablation_configs(preset)
+    return {"AWD-LSTM": preset, "– weight-dropping": ablation["– weight-dropping"],
+            "plain LSTM": ladder_configs(preset)["plain LSTM"]}
+
+
 # Two rows (three with "– fine-tuning") that prove the ablation's code path in seconds at smoke scale.
 ABLATION_SMOKE = ("AWD-LSTM", "– weight-dropping")
 
@@ -153,7 +163,7 @@ def study_stem(study: str, preset_name: str) -> str:
 # ------------------------------------------------------------------------------------------ runs
 def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, root=None,
             threads: int | None = 1, progress: bool = False, log_epochs: bool = False,
-            download: bool = True) -> dict:
+            download: bool = True, device: str = "cpu", longer: bool = False) -> dict:
     """Train one configuration with one seed; the result row (plain numbers, curves included).
 
     Test perplexity is that of the best validation weights (``best.pt``, averaged when NT-ASGD has
@@ -163,8 +173,13 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
     checkpoints and result of an earlier run in ``checkpoint_dir`` are deleted first. A run stopped
     by a non-finite loss (in training or fine-tuning) returns a row with ``failed`` (the reason) in
     place of results, and writes no ``result.json``.
+
+    ``device`` trains there (``"cuda"``: several workers may share one GPU). With ``longer`` (and
+    fine-tuning), the row also holds ``trained_longer``: the control for fine-tuning, the run's
+    training continued from where its early stopping ended it, without the restart and without
+    early stopping, for as many epochs as its fine-tuning took.
     """
-    from .train import evaluate, perplexity
+    from .train import Trainer, evaluate, perplexity
 
     if threads:
         torch.set_num_threads(threads)
@@ -173,13 +188,14 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
     for file in ("last.pt", "best.pt", RESULT_FILE):
         for stale in (checkpoint_dir / file, checkpoint_dir / f"{file}.tmp"):
             stale.unlink(missing_ok=True)
+    shutil.rmtree(checkpoint_dir / LONGER_FOLDER, ignore_errors=True)
     corpus = preset.corpus(root, download)
-    trainer = preset.trainer(corpus, checkpoint_dir=checkpoint_dir)
+    trainer = preset.trainer(corpus, device=device, checkpoint_dir=checkpoint_dir)
     started = time.perf_counter()
     row = {"name": name, "seed": seed, "preset": preset.name, "fingerprint": preset.fingerprint(),
            "settings": preset.settings()}
 
-    def result() -> dict:
+    def result(trainer=trainer) -> dict:
         trainer.load_best()
         c, h = trainer.config, trainer.history
         best = h.best()
@@ -202,10 +218,22 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
     trigger = trainer.optimizer.trigger.fired_at  # NT-ASGD's switch (the trigger also runs under SGD)
     row["trigger_epoch"] = trigger + 1 if trigger is not None and trainer.optimizer.averaging else None
     if preset.finetune_epochs:
+        if longer:  # keep where training ended, to go on from there after fine-tuning
+            (checkpoint_dir / LONGER_FOLDER).mkdir()
+            for file in ("last.pt", "best.pt"):
+                shutil.copy(checkpoint_dir / file, checkpoint_dir / LONGER_FOLDER / file)
         trainer.finetune(preset.finetune_epochs)
         if trainer.history.diverged:
             return failed("fine-tuning: ")
         row["finetuned"] = result()
+        if longer:
+            control = Trainer.resume(checkpoint_dir / LONGER_FOLDER / "last.pt", corpus, device,
+                                     patience=None)
+            control.fit(row["finetuned"]["epochs"])
+            if control.history.diverged:
+                trainer = control
+                return failed("trained longer: ")
+            row["trained_longer"] = result(control)
     with atomic_file(checkpoint_dir / RESULT_FILE) as f:
         f.write((json.dumps(row) + "\n").encode())
     return row
@@ -314,23 +342,29 @@ class StudyIncomplete(RuntimeError):
 
 def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
               checkpoint_root: str | Path, workers: int = 1, root=None, log=print, *,
-              legacy: dict[str, Preset] | None = None, download: bool = True) -> list[dict]:
+              legacy: dict[str, Preset] | None = None, download: bool = True, executor=None,
+              device: str = "cpu", controls: tuple[str, ...] = ()) -> list[dict]:
     """Run every configuration with every seed not yet in ``results`` (JSON Lines); append each
-    run's row as it ends. Returns the file's finished runs of ``configs``. ``workers`` processes run
-    side by side (:mod:`awdlib.pool`); ``workers=0`` runs one after another in this process (no
-    process start-up: smoke runs).
+    run's row as it ends. Returns the file's finished runs of ``configs``. The runs go to
+    ``executor`` (:mod:`awdlib.executors`; default: ``workers`` processes on this machine,
+    ``workers=0`` one after another in this process), each training on ``device``; only this
+    driver writes ``results``, so a study resumes whichever executor ran it. Configurations named
+    in ``controls`` also train the fine-tuning control (:func:`run_one`'s ``longer``).
 
     A row is reused only if it is a run of the same configuration (:func:`study_runs`: same
     fingerprint; rows from before fingerprints are taken to be runs of ``legacy``, default
     ``configs``); the log says how many rows were not reused, and why. A seed given twice runs once.
+    A run that finished in its checkpoint folder (its ``result.json``) but is not in ``results``
+    (the driver stopped while a cluster job ran on) is recorded from there, not trained again.
 
     Ctrl-C stops the study at once (queued runs are cancelled, running ones ended) with every
     finished run recorded, and raises ``KeyboardInterrupt``. A run stopped by a non-finite loss is
     recorded as failed (``failed``: the reason) and not retried; a run whose process crashes or dies
     is not recorded. Either way the others go on, and the study ends in :class:`StudyIncomplete`.
     """
-    from .pool import run_in_processes
+    from .executors import LocalExecutor
 
+    executor = LocalExecutor(workers) if executor is None else executor
     results = Path(results)
     unique = list(dict.fromkeys(seeds))
     if len(unique) < len(seeds):
@@ -338,11 +372,9 @@ def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
     rows = study_runs(read_runs(results, failed=True, warn=log), configs, legacy,
                       lambda message: log(f"{results}: {message}"))
     done = {(r["name"], r["seed"]) for r in rows}
-    todo = [(name, seed) for name in configs for seed in unique if (name, seed) not in done]
+    # seed by seed: a study stopped part way has every configuration of its first seeds (pairs)
+    todo = [(name, seed) for seed in unique for name in configs if (name, seed) not in done]
     failed = sum("failed" in r for r in rows)
-    log(f"{len(done)} runs already in {results}" + (f" ({failed} failed: not retried)" if failed else "")
-        + f"; {len(todo)} to go on "
-        + (f"{workers} worker(s)" if workers else "this process"))
     results.parent.mkdir(parents=True, exist_ok=True)
     lost = []
 
@@ -359,18 +391,22 @@ def run_study(configs: dict[str, Preset], seeds: list[int], results: str | Path,
         lost.append((job[0], job[2], why))
         log(f"{job[0]!r} seed {job[2]} did not finish: {why}")
 
-    jobs = [(name, configs[name], seed, run_folder(checkpoint_root, name, seed), root, 1, False,
-             False, download) for name, seed in todo]
-    if workers:
-        run_in_processes(run_one, jobs, workers, done=lambda job, row: record(row), failed=crashed)
-    else:
-        for job in jobs:
-            try:
-                row = run_one(*job)
-            except Exception as exc:  # as a worker process reports it: the study goes on
-                crashed(job, f"{type(exc).__name__}: {exc}")
-                continue
+    harvested = []
+    for name, seed in todo:
+        row = finished_run(run_folder(checkpoint_root, name, seed))
+        if (row and row.get("name") == name and row.get("seed") == seed
+                and row.get("fingerprint") == configs[name].fingerprint()
+                and (name not in controls or "trained_longer" in row)):
+            harvested.append((name, seed))
+            log(f"{name!r} seed {seed} finished in its folder without being recorded: recording it")
             record(row)
+    todo = [job for job in todo if job not in harvested]
+    log(f"{len(done) + len(harvested)} runs already in {results}"
+        + (f" ({failed} failed: not retried)" if failed else "")
+        + f"; {len(todo)} to go on {executor.describe()}")
+    jobs = [(name, configs[name], seed, run_folder(checkpoint_root, name, seed), root, 1, False,
+             False, download, device, name in controls) for name, seed in todo]
+    executor.run(run_one, jobs, done=lambda job, row: record(row), failed=crashed)
     rows = study_runs(read_runs(results, failed=True, warn=log), configs, legacy)
     asked = [r for r in rows if r["seed"] in unique]
     failed = [r for r in asked if "failed" in r]
@@ -425,11 +461,29 @@ def ladder_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+# How a stage of a run ends when its rule, not its epoch cap, stopped it (awdlib.train's wording):
+# training by early stopping; fine-tuning by its non-monotonic criterion or by early stopping.
+PATIENCE_STOP = "no better validation loss for"
+FINETUNE_STOPS = (PATIENCE_STOP, "non-monotonic criterion met")
+
+
+def stopped_at_cap(run: dict, stage: str | None = None) -> bool:
+    """Whether a run (its training; with ``stage="finetuned"`` its fine-tuning too) ended at its
+    epoch cap instead of by its rule: a run that did is not converged (notebook 08's gate)."""
+    trained = str(run.get("stop_reason") or "").startswith(PATIENCE_STOP)
+    if stage is None:
+        return not trained
+    return not trained or not str(run[stage].get("stop_reason") or "").startswith(FINETUNE_STOPS)
+
+
 def ablation_rows(runs: list[dict]) -> list[dict]:
     """The ablation's rows in the paper's order, from a study's runs: each configuration's results
     after fine-tuning, and ``"– fine-tuning"`` from the ``"AWD-LSTM"`` runs before it. A row that
     was fine-tuned also carries ``before_finetuning`` (its runs' results before) and, by seed, the
-    epoch after which NT-ASGD switched to averaging (``trigger_epoch_seeds``; None: it did not)."""
+    epoch after which NT-ASGD switched to averaging (``trigger_epoch_seeds``; None: it did not).
+    Every row lists the seeds whose run stopped at an epoch cap (``capped_seeds``, see
+    :func:`stopped_at_cap`); the full model's row also summarises its fine-tuning control
+    (``trained_longer``) where its runs have one."""
     rows = []
     for name in ABLATION:
         source, stage = ("AWD-LSTM", None) if name == "– fine-tuning" else (name, "finetuned")
@@ -437,6 +491,12 @@ def ablation_rows(runs: list[dict]) -> list[dict]:
         if row is None:
             continue
         row = {"name": name, **row}
+        row["capped_seeds"] = [r["seed"] for r in stage_runs(runs, source)
+                               if r["seed"] in row["seeds"] and stopped_at_cap(r, stage)]
+        longer = stage_runs(runs, source, "trained_longer") if name == "AWD-LSTM" else []
+        if longer:
+            row["trained_longer"] = {k: v for k, v in summarize(runs, name, longer).items()
+                                     if k.startswith(("seeds", "valid_ppl", "test_ppl", "epochs"))}
         if stage:
             trained = stage_runs(runs, source)
             before = summarize(runs, name, [r for r in trained if r["seed"] in row["seeds"]])
@@ -448,8 +508,23 @@ def ablation_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def crossover_rows(runs: list[dict]) -> list[dict]:
+    """The crossover pilot's rows: each configuration's runs, trained and (where it was) fine-tuned,
+    summarised like the ablation's."""
+    rows = []
+    for name in ("AWD-LSTM", "– weight-dropping", "plain LSTM"):
+        row = summarize(runs, name, stage_runs(runs, name))
+        if row is not None:
+            tuned = summarize(runs, name, stage_runs(runs, name, "finetuned"))
+            rows.append({"name": name, **row, **({"finetuned": tuned} if tuned else {})})
+    return rows
+
+
+# study name -> the configurations whose runs also train the fine-tuning control (run_one's longer)
+STUDY_CONTROLS = {"ablation": ("AWD-LSTM",)}
 # study name -> (its configurations from a preset, its summary rows from the runs)
-STUDIES = {"ladder": (ladder_configs, ladder_rows), "ablation": (ablation_configs, ablation_rows)}
+STUDIES = {"ladder": (ladder_configs, ladder_rows), "ablation": (ablation_configs, ablation_rows),
+           "crossover": (crossover_configs, crossover_rows)}
 
 
 def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset,

@@ -11,10 +11,13 @@ read by notebook 08 against the paper's.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import warnings
 from pathlib import Path
+from statistics import mean, stdev
 
 
 # ------------------------------------------------------------------------------------ runs files
@@ -248,23 +251,32 @@ class Ablation(Study):
         return round(paper[name][key] - paper[self.full][key], 1)
 
     def change(self, name: str) -> float | None:
-        """Our change in mean validation perplexity; None until both rows have a run."""
-        row, full = self.get(name), self.get(self.full)
-        return None if row is None or full is None else round(row["valid_ppl"] - full["valid_ppl"], 2)
+        """Our change in validation perplexity: the mean over seeds of the row's run minus the full
+        model's run *with the same seed* (:meth:`seed_changes`); None until both rows share a seed."""
+        changes = list(self.seed_changes(name).values())
+        return round(sum(changes) / len(changes), 2) if changes else None
 
     def seed_changes(self, name: str) -> dict[int, float]:
         """The change against the full model seed by seed (:meth:`Study.paired_changes`)."""
         return self.paired_changes(name, self.full)
 
+    def noise(self, name: str, baseline: str | None = None) -> float | None:
+        """The sample standard deviation of the seed-by-seed changes against ``baseline`` (default
+        the full model): the spread of a *paired* difference. Runs with one seed share their data
+        order and, where the configurations allow, their dropout draws, so what the seeds have in
+        common cancels. None with fewer than two shared seeds."""
+        changes = list(self.paired_changes(name, baseline or self.full).values())
+        return stdev(changes) if len(changes) > 1 else None
+
     def verdict(self, name: str, noise_multiple: float = 3.0) -> str:
-        """``"reproduced"`` (the paper's direction, beyond ``noise_multiple`` times the larger seed
-        standard deviation), ``"opposite"`` (the other way, beyond it), ``"within noise"``,
-        ``"one seed"`` (no estimate of the noise) or ``"not run"``."""
+        """``"reproduced"`` (the paper's direction, beyond ``noise_multiple`` times the paired
+        standard deviation, :meth:`noise`), ``"opposite"`` (the other way, beyond it),
+        ``"within noise"``, ``"one seed"`` (no estimate of the noise) or ``"not run"``."""
         change = self.change(name)
         if change is None:
             return "not run"
         noise = self.noise(name, self.full)
-        if not noise:
+        if noise is None:
             return "one seed"
         if abs(change) <= noise_multiple * noise:
             return "within noise"
@@ -291,6 +303,72 @@ class Ablation(Study):
         return (rank_correlation([self.change(n) for n in names],
                                  [self.paper_change(n) for n in names]), names)
 
+    def capped(self) -> dict[str, list[int] | None]:
+        """The rows with runs that stopped at an epoch cap, and those runs' seeds; None for a row
+        whose summary does not say (written before the study recorded it)."""
+        return {r["name"]: r.get("capped_seeds") for r in self.rows if r.get("capped_seeds", True)}
+
+    @property
+    def converged(self) -> bool:
+        """The gate: every run of every row stopped by its rule (early stopping; fine-tuning by its
+        criterion), none at its epoch cap. Until it holds, the Δs and the rank correlation describe
+        runs that were still improving, not the techniques at convergence."""
+        return bool(self.rows) and not self.capped()
+
+    def gate(self) -> str:
+        """One line: whether the study passed :attr:`converged`, and where it did not."""
+        if not self.rows:
+            return "not converged: no runs yet"
+        capped = self.capped()
+        if not capped:
+            seeds = sum(len(r["seeds"]) for r in self.rows if r["name"] != "– fine-tuning")
+            return (f"converged: all {seeds} runs of the {len(self.rows)} rows stopped by their rule "
+                    "(early stopping; fine-tuning by its criterion), none at an epoch cap")
+        return "not converged: " + "; ".join(
+            f"{name}: " + ("not recorded" if seeds is None else
+                           f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))} at the cap")
+            for name, seeds in capped.items())
+
+    def rank_correlation_evidence(self, level: float = 0.95, samples: int = 20_000) -> dict:
+        """How far the rank correlation (:meth:`rank_correlation`) can be trusted, two ways:
+
+        - ``interval``: a percentile bootstrap over seeds: draw the shared seeds with replacement,
+          recompute every row's paired change from the drawn seeds and rho from those; the
+          ``level`` interval of rho over every possible draw (all ``n ** n`` of them for up to
+          7 seeds, else ``samples`` random ones, seeded). It shows how much rho depends on *which*
+          seeds ran; with 3 seeds there are only 27 draws, so it is coarse.
+        - ``p_value``: an exact permutation test: the share of all orderings of our changes (8! = 40,320
+          for 8 rows) whose rho with the paper's is at least ours. It asks whether an unrelated
+          ranking would agree with the paper's as well by chance.
+
+        Neither accounts for the paper's own changes being single runs: its order of the small rows
+        (one or two perplexity points) may not hold for another seed either. Returns ``rho``,
+        ``rows``, ``seeds``, ``interval`` (None without two shared seeds) and ``p_value``.
+        """
+        rho, names = self.rank_correlation()
+        paper = [self.paper_change(n) for n in names]
+        by_row = [self.seed_changes(n) for n in names]
+        seeds = sorted(set.intersection(*(set(c) for c in by_row))) if by_row else []
+        result = {"rho": rho, "rows": names, "seeds": seeds, "interval": None, "p_value": None}
+        if rho is None:
+            return result
+        if len(seeds) > 1:
+            n = len(seeds)
+            draws = itertools.product(seeds, repeat=n) if n <= 7 else (
+                random.Random(0).choices(seeds, k=n) for _ in range(samples))
+            rhos = sorted(r for r in (rank_correlation([mean(c[s] for s in draw) for c in by_row],
+                                                       paper) for draw in draws) if r is not None)
+            tail = (1 - level) / 2
+            result["interval"] = (_quantile(rhos, tail), _quantile(rhos, 1 - tail))
+        ours = [self.change(n) for n in names]
+        ranked = ranks(ours)
+        hits = total = 0
+        for order in itertools.permutations(ranked):
+            total += 1
+            hits += rank_correlation(list(order), paper) >= rho - 1e-12
+        result["p_value"] = hits / total
+        return result
+
     def reading(self, noise_multiple: float = 3.0) -> list[str]:
         """Plain sentences generated from the numbers: one per ``"– X"`` row, then the count of rows
         by verdict and the rank correlation with the paper."""
@@ -310,7 +388,8 @@ class Ablation(Study):
                 lines.append(f"{name}: {said[verdict]} (paper {paper:+.1f}).")
                 continue
             noise = self.noise(name, self.full)
-            size = f", {abs(change) / noise:.1f} x the larger seed std ({noise:.2f})" if noise else ""
+            size = "" if noise is None else f", paired std {noise:.2f}" + (
+                f" ({abs(change) / noise:.1f} x)" if noise else " (the same change for every seed)")
             lines.append(f"{name}: {change:+.2f} validation perplexity (paper {paper:+.1f}){size}: "
                          f"{said[verdict]}.")
         counts = {v: sum(1 for x in verdicts.values() if x == v) for v in said}
@@ -329,6 +408,14 @@ class Ablation(Study):
                      + ("undefined (fewer than two rows, or a constant ranking)" if rho is None
                         else f"{rho:+.2f}") + ".")
         return lines
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values, interpolating linearly between neighbours."""
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def ranks(values: list[float]) -> list[float]:

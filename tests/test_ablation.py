@@ -112,13 +112,14 @@ def study(tmp_path, runs):
 
 
 def test_rows_read_fine_tuned_results_and_minus_fine_tuning_before_them(tmp_path):
-    runs = [run("AWD-LSTM", s, v, v - 10, trigger=20) for s, v in ((141, 300), (142, 310), (143, 320))]
+    runs = [run("AWD-LSTM", s, v, tuned, trigger=20)
+            for s, v, tuned in ((141, 300, 290), (142, 310, 310), (143, 320, 300))]
     runs += [run("– weight-dropping", s, v, v - 2) for s, v in ((141, 400), (142, 420), (143, 410))]
     runs += [run("– AR/TAR", s, v, v - 10) for s, v in ((142, 305), (141, 290))]  # one seed to go
     rows, ablation = study(tmp_path, runs)
     assert [r["name"] for r in rows] == ["AWD-LSTM", "– fine-tuning", "– AR/TAR", "– weight-dropping"]
     full, no_ft, ar_tar, no_wdrop = rows
-    assert full["valid_ppl_seeds"] == [290, 300, 310] and full["valid_ppl"] == 300  # fine-tuned
+    assert full["valid_ppl_seeds"] == [290, 310, 300] and full["valid_ppl"] == 300  # fine-tuned
     assert full["before_finetuning"]["valid_ppl"] == 310 and full["trigger_epoch_seeds"] == [20] * 3
     assert no_ft["valid_ppl_seeds"] == [300, 310, 320] and "before_finetuning" not in no_ft
     assert ar_tar["seeds"] == [141, 142] and ar_tar["valid_ppl_seeds"] == [280, 295]
@@ -126,12 +127,21 @@ def test_rows_read_fine_tuned_results_and_minus_fine_tuning_before_them(tmp_path
     assert full["scale"]["run_seconds"] == 8 * 120.0  # each run's time to the end of fine-tuning
     assert "parameters" not in full["scale"]  # it needs the vocabulary's size
     assert ablation.change("– weight-dropping") == 108 and ablation.paper_change("– weight-dropping") == 11.1
-    assert ablation.seed_changes("– AR/TAR") == {141: -10, 142: -5}
-    assert ablation.verdict("– weight-dropping") == "reproduced"  # 108 > 3 x 10
+    assert ablation.seed_changes("– AR/TAR") == {141: -10, 142: -15}
+    assert ablation.seed_changes("– weight-dropping") == {141: 108, 142: 108, 143: 108}
+    assert ablation.noise("– weight-dropping") == 0  # paired: the seeds' spread cancels
+    assert ablation.verdict("– weight-dropping") == "reproduced"  # 108 > 3 x 0
+    assert ablation.seed_changes("– fine-tuning") == {141: 10, 142: 0, 143: 20}
+    assert ablation.noise("– fine-tuning") == 10  # the sd of 10, 0, 20
     assert ablation.verdict("– fine-tuning") == "within noise"  # 10 < 3 x 10
+    assert ablation.change("– AR/TAR") == -12.5  # the mean over the two shared seeds
     assert ablation.verdict("– NT-ASGD") == "not run"
     table = ablation.table()
     assert "408.00 ± 10.00" in table and "+108.00" in table and "+11.1" in table
+    assert ablation.capped() == {name: [141, 142, 143] for name in
+                                 ("AWD-LSTM", "– fine-tuning", "– weight-dropping")} | {
+        "– AR/TAR": [141, 142]}  # no stop reason: the runs went to their cap
+    assert not ablation.converged and ablation.gate().startswith("not converged: AWD-LSTM: seeds")
     assert "– AR/TAR" in table and "    2 " in table  # shown with its two seeds
     reading = ablation.reading()
     assert reading[-2].startswith("1 of 8 rows reproduce the paper's direction")
@@ -203,3 +213,52 @@ def test_plot_ablation_keeps_every_row_and_shows_each_rows_seed_count(tmp_path):
     assert len(labels) == 8 and labels[-1] == "– weight-dropping (1 seed)"  # the paper's largest on top
     assert "– fine-tuning (2 seeds)" in labels and "– AR/TAR" in labels  # not run yet: no count
     matplotlib.pyplot.close(fig)
+
+
+def stopped(row: dict, finetune_rule: str = "non-monotonic criterion met at epoch 60: done") -> dict:
+    """A run whose training ended by early stopping and whose fine-tuning ended by ``finetune_rule``."""
+    row = {**row, "stop_reason": "no better validation loss for 20 epochs: stopped early at epoch 50"}
+    if "finetuned" in row:
+        row["finetuned"] = {**row["finetuned"], "stop_reason": finetune_rule}
+    return row
+
+
+def test_the_gate_passes_only_when_every_run_stopped_by_its_rule(tmp_path):
+    runs = [stopped(run("AWD-LSTM", s, 300 + s, 290 + s)) for s in (1, 2)]
+    runs += [stopped(run("– AR/TAR", s, 310 + s, 305 + s)) for s in (1, 2)]
+    _, ablation = study(tmp_path, runs)
+    assert ablation.converged and ablation.capped() == {}
+    assert ablation.gate().startswith("converged: all 4 runs of the 3 rows stopped by their rule")
+    runs[3] = stopped(runs[3], finetune_rule=None)  # seed 2's fine-tuning ran to its cap
+    _, ablation = study(tmp_path, runs)
+    assert not ablation.converged and ablation.capped() == {"– AR/TAR": [2]}
+    assert ablation.gate() == "not converged: – AR/TAR: seed 2 at the cap"
+    runs[3] = {**runs[3], "stop_reason": None}  # and its training too
+    runs[0] = stopped(runs[0], finetune_rule="no better validation loss for 20 epochs: early")
+    _, ablation = study(tmp_path, runs)
+    assert ablation.capped() == {"– AR/TAR": [2]}  # early stopping may end fine-tuning too
+
+
+def test_rank_correlation_evidence_bootstraps_seeds_and_permutes_rows_exactly(tmp_path):
+    from awdlib.experiments import PAPER_ABLATION
+    from awdlib.results import rank_correlation
+
+    paper = {n: r["valid"] - PAPER_ABLATION["ptb"]["AWD-LSTM"]["valid"]
+             for n, r in PAPER_ABLATION["ptb"].items() if n != "AWD-LSTM"}
+    # seed 1: twice the paper's changes; seed 2: the paper's, with its two largest swapped
+    swap = {"– full sized embedding": "– weight-dropping", "– weight-dropping": "– full sized embedding"}
+    change = {1: {n: 2 * d for n, d in paper.items()}, 2: {n: paper[swap.get(n, n)] for n in paper}}
+    runs = [run("AWD-LSTM", s, 300 + change[s]["– fine-tuning"], 300) for s in (1, 2)]
+    runs += [run(name, s, 0, 300 + change[s][name]) for name in ABLATION[2:] for s in (1, 2)]
+    _, ablation = study(tmp_path, runs)
+    evidence = ablation.rank_correlation_evidence()
+    assert evidence["seeds"] == [1, 2] and len(evidence["rows"]) == 8
+    assert evidence["rho"] == pytest.approx(1.0)  # the means keep the paper's order
+    # the bootstrap's four draws (1,1), (1,2), (2,1), (2,2): rho 1, 1, 1 and seed 2's alone
+    seed2 = rank_correlation([change[2][n] for n in evidence["rows"]],
+                             [paper[n] for n in evidence["rows"]])
+    assert seed2 == pytest.approx(1 - 6 * 2 / (8 * 63))  # one swapped pair: sum d^2 = 2
+    low, high = evidence["interval"]
+    assert high == pytest.approx(1.0) and low == pytest.approx(seed2 + (1 - seed2) * 0.075)
+    # only the paper's own order (1 of 8! = 40,320) reaches rho = 1
+    assert evidence["p_value"] == pytest.approx(1 / 40_320)

@@ -550,7 +550,7 @@ def test_a_study_run_starts_afresh_and_writes_its_result_atomically(tmp_path, mo
     (tmp_path / "best.pt").write_text("stale")
     seen = {}
 
-    def no_training(preset, corpus, checkpoint_dir=None):
+    def no_training(preset, corpus, device="cpu", checkpoint_dir=None):
         seen["files"] = sorted(p.name for p in tmp_path.iterdir())
         raise RuntimeError("stop here")
     monkeypatch.setattr(awdlib.Preset, "trainer", no_training)
