@@ -476,6 +476,22 @@ def stopped_at_cap(run: dict, stage: str | None = None) -> bool:
     return not trained or not str(run[stage].get("stop_reason") or "").startswith(FINETUNE_STOPS)
 
 
+def ladder_runs_from_ablation(runs: list[dict]) -> list[dict]:
+    """The ladder's last rungs read from an ablation study's runs, which trained them already: the
+    ladder's ``"+ AR/TAR"`` is the ablation's ``"– NT-ASGD"`` before its fine-tuning (the same
+    settings but for fine-tuning, which comes after training), and ``"+ NT-ASGD"`` (fine-tuned:
+    ``"+ fine-tuning"``) is ``"AWD-LSTM"`` (the same settings). So :func:`ladder_rows` gives rungs
+    5-7 at the ablation's scale without a run of their own (notebook 05 at the converged scale)."""
+    renamed = []
+    for r in runs:
+        if r["name"] == "– NT-ASGD":
+            renamed.append({k: v for k, v in r.items() if k not in ("finetuned", "trained_longer")}
+                           | {"name": "+ AR/TAR"})
+        elif r["name"] == "AWD-LSTM":
+            renamed.append({k: v for k, v in r.items() if k != "trained_longer"} | {"name": "+ NT-ASGD"})
+    return renamed
+
+
 def ablation_rows(runs: list[dict]) -> list[dict]:
     """The ablation's rows in the paper's order, from a study's runs: each configuration's results
     after fine-tuning, and ``"– fine-tuning"`` from the ``"AWD-LSTM"`` runs before it. A row that
@@ -529,7 +545,16 @@ STUDIES = {"ladder": (ladder_configs, ladder_rows), "ablation": (ablation_config
 
 def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset,
                   vocab_size: int | None = None) -> list[dict]:
-    """Write the study's rows (means and per-seed values) as JSON, each with the scale it ran at.
+    """Write the study's rows (:func:`summary_rows`) as JSON."""
+    rows = summary_rows(study, runs, preset, vocab_size)
+    with atomic_file(path) as f:
+        f.write((json.dumps(rows, indent=1) + "\n").encode())
+    return rows
+
+
+def summary_rows(study: str, runs: list[dict], preset: Preset,
+                 vocab_size: int | None = None) -> list[dict]:
+    """The study's rows (means and per-seed values), each with the scale it ran at.
 
     The scale includes ``run_seconds``, every run's time (training, fine-tuning, testing) summed:
     the study's wall time times the number of workers, if they never waited. Given the corpus's
@@ -544,7 +569,4 @@ def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset
     if vocab_size is not None:
         scale["parameters"] = {name: AWDLSTM(c.model_config(vocab_size)).num_parameters()
                                for name, c in STUDIES[study][0](preset).items()}
-    rows = [{**row, "scale": scale} for row in STUDIES[study][1](runs)]
-    with atomic_file(path) as f:
-        f.write((json.dumps(rows, indent=1) + "\n").encode())
-    return rows
+    return [{**row, "scale": scale} for row in STUDIES[study][1](runs)]

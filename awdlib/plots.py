@@ -317,9 +317,9 @@ def plot_cache_grid(search, ax=None, title: str | None = None):
 def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = None,
                   notes: dict[str, str] | None = None):
     """Two panels, one line per ``"– X"`` row of an :class:`awdlib.Ablation`, sorted by the paper's
-    change: left, our change in validation perplexity against the full model (bar: mean; error bar:
-    the larger seed standard deviation, the unit of the ``noise_multiple`` rule; dots: each seed's
-    change against the full model's run with that seed); right, the paper's change. A bar is blue
+    change: left, our change in validation perplexity against the full model (bar: the mean of the
+    paired, same-seed changes; error bar: their standard deviation, the unit of the
+    ``noise_multiple`` rule; dots: each seed's change); right, the paper's change. A bar is blue
     in the paper's direction beyond the noise, vermillion in the opposite one, grey within it. A row
     that has not run yet keeps its line, empty. ``notes``: a short mark per row name (e.g. "confounded")
     added under its label; its bar is hatched."""
@@ -349,7 +349,7 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
 
     ours.set_yticks(range(len(names)), [label(n) for n in names])
     ours.axvline(0, color="k", lw=0.8)
-    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM\n(error bar: seed std; dots: seeds)")
+    ours.set_xlabel("Δ validation perplexity vs AWD-LSTM\n(error bar: paired seed std; dots: seeds)")
     ours.legend(handles=[Patch(color=colours["reproduced"],
                                label=f"paper's direction, > {noise_multiple:g} std"),
                          Patch(color=colours["opposite"],
@@ -364,5 +364,56 @@ def plot_ablation(ablation, noise_multiple: float = 3.0, title: str | None = Non
     paper.set_title("the paper: what removing each technique cost", fontsize=9)
     for ax in (ours, paper):
         ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_crossover(runs: list[dict], reference: str, others: list[str], stops: dict | None = None,
+                   title: str | None = None):
+    """Two panels over epochs for the runs of one seed: validation perplexity of ``reference`` and
+    each of ``others`` (top, log axis; a dot at each run's best epoch) and each other minus the
+    reference (bottom: above 0 the reference is ahead), with a dashed line where the reference
+    overtakes for good (:func:`awdlib.results.crossover`). ``stops``: extra marks, ``{name:
+    {label: epoch}}`` (e.g. where another early-stopping rule would have ended that run)."""
+    import matplotlib.pyplot as plt
+
+    from .results import crossover
+
+    by_name = {r["name"]: r for r in runs}
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[3, 2])
+    names = [reference] + [n for n in others if n in by_name]
+    for i, name in enumerate(names):
+        curve = by_name[name]["valid_curve"]
+        epochs = range(1, len(curve) + 1)
+        top.plot(epochs, curve, color=colour(i), label=name, lw=1.4)
+        best = by_name[name]["best_epoch"]
+        top.plot([best], [curve[best - 1]], "o", color=colour(i), ms=5)
+        for j, (label, epoch) in enumerate((stops or {}).get(name, {}).items()):
+            top.axvline(epoch, color=colour(i), lw=0.8, ls=SEED_STYLES[(j + 1) % 4], alpha=0.7)
+            top.annotate(label, (epoch, curve[min(epoch, len(curve)) - 1]), fontsize=7,
+                         color=colour(i), xytext=(3, 8), textcoords="offset points")
+        if name == reference:
+            continue
+        ref = by_name[reference]["valid_curve"]
+        shared = min(len(ref), len(curve))
+        gap = [curve[t] - ref[t] for t in range(shared)]
+        bottom.plot(range(1, shared + 1), gap, color=colour(i), lw=1.2,
+                    label=f"{name} minus {reference}")
+        epoch = crossover(ref, curve)
+        if epoch is not None:
+            bottom.axvline(epoch, color=colour(i), ls="--", lw=0.9)
+            bottom.annotate(f"ahead for good from epoch {epoch}", (epoch, 0), fontsize=7,
+                            color=colour(i), xytext=(4, 6), textcoords="offset points")
+    _log_axis(top.yaxis)
+    top.set_ylabel("validation perplexity")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    top.set_title(title or "validation perplexity per epoch (dot: best epoch)", fontsize=9)
+    bottom.axhline(0, color="k", lw=0.8)
+    bottom.set_yscale("symlog", linthresh=10)
+    bottom.set_ylabel(f"gap to {reference}\n(> 0: {reference} ahead)")
+    bottom.set_xlabel("epoch")
+    bottom.legend(fontsize=8)
+    bottom.grid(alpha=0.3)
     fig.tight_layout()
     return fig

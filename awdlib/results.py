@@ -142,6 +142,14 @@ class Study:
     def for_scale(cls, scale: str, folder: str | os.PathLike = "results"):
         return cls(Path(folder) / f"{cls.kind}-{scale}.json")
 
+    @classmethod
+    def from_rows(cls, rows: list[dict]):
+        """A study from summary rows in memory (:func:`awdlib.experiments.summary_rows`), e.g. of a
+        study still running, whose summary file is written only when it ends."""
+        study = cls.__new__(cls)
+        study.path, study.rows = None, list(rows)
+        return study
+
     def get(self, name: str) -> dict | None:
         return next((r for r in self.rows if r["name"] == name), None)
 
@@ -397,7 +405,7 @@ class Ablation(Study):
             return f"{counts[verdict]} {one if counts[verdict] == 1 else many}"
 
         lines.append(f"{counts['reproduced']} of {len(verdicts)} rows reproduce the paper's direction "
-                     f"beyond {noise_multiple:g} seed standard deviations, "
+                     f"beyond {noise_multiple:g} paired standard deviations, "
                      f"{count('opposite', 'goes', 'go')} the opposite way beyond them, "
                      f"{count('within noise', 'is', 'are')} within the noise"
                      + (f", {count('one seed', 'has', 'have')} one seed" if counts["one seed"] else "")
@@ -445,3 +453,17 @@ def rank_correlation(a: list[float], b: list[float]) -> float | None:
     cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
     var_a, var_b = sum((x - ma) ** 2 for x in ra), sum((y - mb) ** 2 for y in rb)
     return None if var_a == 0 or var_b == 0 else cov / (var_a * var_b) ** 0.5
+
+
+def crossover(reference: list[float], other: list[float]) -> int | None:
+    """The epoch (1-based) from which ``reference`` stays below ``other`` for every later epoch both
+    curves have: where a regularised model (``reference``, validation perplexity per epoch)
+    overtakes for good a model with less regularisation (``other``). None if ``reference`` is not
+    ahead at the last shared epoch."""
+    shared = min(len(reference), len(other))
+    epoch = None
+    for t in range(shared, 0, -1):
+        if reference[t - 1] >= other[t - 1]:
+            break
+        epoch = t
+    return epoch

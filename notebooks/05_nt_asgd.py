@@ -436,6 +436,45 @@ plot_study(ladder, runs, ["+ AR/TAR", "+ NT-ASGD", "+ fine-tuning"])
 plt.show()
 
 # %% [markdown]
+# ## NT-ASGD where runs converge
+#
+# In the 40-epoch ladder the trigger fired late or not at all, so averaging had little room to act.
+# Notebook 08's converged study trains the same recipe on a smaller slice of PTB (3% of the training
+# text) until early stopping ends every run, and two of its configurations *are* this ladder's last
+# rungs: its "– NT-ASGD" before fine-tuning is rung 5 ("+ AR/TAR": plain SGD), its full model is
+# rung 6 ("+ NT-ASGD") and, fine-tuned, rung 7. The same settings (the library checks the
+# fingerprints), so those runs are read here instead of trained again. From
+# `results/ablation-converged.runs.jsonl`, as far as that study has got:
+
+# %%
+from awdlib.experiments import ablation_configs, ladder_runs_from_ablation, ladder_rows, study_runs as runs_of
+
+if scale == "demo":
+    converged_preset = awdlib.PRESETS["ablation-converged"]
+    assert ladder_configs(converged_preset)["+ NT-ASGD"].fingerprint() == \
+        ablation_configs(converged_preset)["AWD-LSTM"].fingerprint()
+    ablation_runs = runs_of(read_runs("results/ablation-converged.runs.jsonl"),
+                            ablation_configs(converged_preset))
+    converged_runs = ladder_runs_from_ablation(ablation_runs)
+    converged_ladder = awdlib.Ladder.from_rows(ladder_rows(converged_runs))
+    print(f"{converged_preset.name}: {converged_preset.description}")
+    print(converged_ladder.table())
+    print(converged_ladder.compare("+ NT-ASGD", "+ AR/TAR"))
+    print(converged_ladder.compare("+ fine-tuning", "+ NT-ASGD"))
+    print("by seed: epochs trained, NT-ASGD's switch, epochs of averaging before early stopping:")
+    for r in sorted((r for r in converged_runs if r["name"] == "+ NT-ASGD"), key=lambda r: r["seed"]):
+        switch = r["trigger_epoch"]
+        print(f"  seed {r['seed']}: {r['epochs']} epochs, "
+              + (f"switched after epoch {switch}, {r['epochs'] - switch} epochs averaged"
+                 if switch else "never switched"))
+    if converged_ladder.rows:
+        plot_study(converged_ladder, converged_runs,
+                   [n for n in ("+ AR/TAR", "+ NT-ASGD", "+ fine-tuning") if converged_ladder.get(n)])
+        plt.show()
+else:
+    print("the converged study runs at demo scale only (notebook 08)")
+
+# %% [markdown]
 # ## Takeaways
 #
 # - NT-ASGD is plain SGD plus a running average of the iterates from a switch point $T$; the average

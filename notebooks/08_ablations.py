@@ -25,7 +25,10 @@
 #
 # This notebook runs that table with the same library, on a CPU, with several seeds, and reads our
 # numbers against the paper's: which removals hurt beyond the seed-to-seed noise, and whether our
-# ordering of the techniques agrees with the paper's.
+# ordering of the techniques agrees with the paper's. It runs it twice: with a short budget (32 epochs,
+# the runs still improving when they end) and trained to convergence (every run stopped by early
+# stopping), because what a regulariser is worth depends on when you stop looking. A pilot measures
+# that first.
 
 # %% tags=["parameters"]
 import os
@@ -43,14 +46,121 @@ import torch
 
 import awdlib
 from awdlib.experiments import (ABLATION, ABLATION_SMOKE, PAPER_ABLATION, ablation_configs,
-                                read_runs, run_study, study_preset, study_stem, write_summary)
-from awdlib.plots import plot_ablation
-from awdlib.results import rank_correlation
+                                crossover_configs, read_runs, run_study, study_preset, study_runs,
+                                study_stem, summary_rows)
+from awdlib.plots import plot_ablation, plot_crossover
+from awdlib.results import crossover, rank_correlation
 
 torch.set_num_threads(threads)
-preset_name = study_preset("ablation", scale)  # the demo scale's study runs at "ablation-demo"
-preset = awdlib.PRESETS[preset_name]
-print(f"scale {scale!r}: preset {preset_name!r}: {preset.description}")
+preset_name = study_preset("ablation", scale)  # the short-budget study: "ablation-demo" at demo scale
+converged_name = "ablation-converged" if scale == "demo" else scale  # trained to convergence
+pilot_name = "crossover-pilot" if scale == "demo" else scale  # the pilot below
+preset, converged_preset = awdlib.PRESETS[preset_name], awdlib.PRESETS[converged_name]
+for name in dict.fromkeys((pilot_name, preset_name, converged_name)):
+    print(f"{name!r}: {awdlib.PRESETS[name].description}")
+
+# %% [markdown]
+# ## When does regularisation pay? A pilot
+#
+# A regulariser makes training harder on purpose: the model fits the training text more slowly, in
+# exchange for fitting it less *too well*. So early in training a regularised model is behind, and it
+# can only pull ahead once the unregularised one starts to overfit. Where is that point, and is it
+# inside the budget of a study?
+#
+# The pilot trains three configurations with one seed, on the first 3% of PTB's training text (an
+# epoch takes seconds) and a quarter of validation and test, each until early stopping ends it:
+# **the full recipe** (notebook 05), the full recipe **without weight drop** (the paper's largest
+# ablation row) and the **plain LSTM** of notebook 01. "Stopped" means 20 epochs without a better
+# validation loss (room for NT-ASGD's n = 5 to fire and for the average to work), within a cap of 300
+# epochs that no run reached. The full recipe then switches to fine-tuning, which the pilot does not
+# read. The command:
+#
+# ```bash
+# python -m awdlib experiment crossover --preset crossover-pilot --seeds 141 --workers 2
+# ```
+
+# %%
+pilot = awdlib.PRESETS[pilot_name]
+pilot_file = (Path("results") / study_stem("crossover", pilot_name)).with_suffix(".runs.jsonl")
+pilot_configs = crossover_configs(pilot)
+pilot_runs = study_runs(read_runs(pilot_file), pilot_configs)
+if len(pilot_runs) < len(pilot_configs):
+    print(f"{pilot_file} lacks runs: training the pilot here")
+    pilot_runs = run_study(pilot_configs, seeds[:1], pilot_file,
+                           Path("results/checkpoints") / pilot_name / "crossover",
+                           workers=0 if scale == "smoke" else workers)
+pilot_runs = {r["name"]: r for r in pilot_runs}
+print(f"{'':20} {'best valid':>10} {'at epoch':>8} {'epochs':>6} {'averaging after':>15} "
+      f"{'train ppl at best':>17}")
+for name, r in pilot_runs.items():
+    trigger = r.get("trigger_epoch")
+    print(f"{name:20} {r['valid_ppl']:10.2f} {r['best_epoch']:8d} {r['epochs']:6d} "
+          f"{'never' if trigger is None else f'epoch {trigger}':>15} "
+          f"{r['train_curve'][r['best_epoch'] - 1]:17.2f}")
+
+# %% [markdown]
+# Where does the full recipe overtake each of the others *for good* (ahead at that epoch and at every
+# later epoch both runs had), and by how much is it ahead once each run has stopped?
+
+# %%
+full_curve = pilot_runs["AWD-LSTM"]["valid_curve"]
+for name in ("– weight-dropping", "plain LSTM"):
+    r = pilot_runs[name]
+    epoch = crossover(full_curve, r["valid_curve"])
+    print(f"full recipe vs {name}: "
+          + ("never ahead for good" if epoch is None else f"ahead for good from epoch {epoch}")
+          + f"; best validation perplexity {pilot_runs['AWD-LSTM']['valid_ppl']:.2f} against "
+          f"{r['valid_ppl']:.2f} ({r['valid_ppl'] - pilot_runs['AWD-LSTM']['valid_ppl']:+.2f} for "
+          f"{name})")
+
+# %% [markdown]
+# ### Early stopping for averaged weights
+#
+# Once NT-ASGD averages, the validation curve becomes smooth and falls by ever smaller steps long
+# after the SGD iterate has begun to overfit (its training perplexity keeps falling). Waiting for "no
+# lower loss for 20 epochs" can then take hundreds of epochs for gains of a tenth of a point. So the
+# converged study counts an epoch as *better* only if its perplexity is at least 0.5% below the last
+# counted best (about 2 points here, less than seeds differ by). The rule only decides when to stop,
+# never what is trained, so it can be applied to the pilot's curves after the fact. From scratch, then
+# checked against the library's rule (`History.last_improvement`, which `TrainConfig.min_improvement`
+# uses):
+
+# %%
+import math
+
+
+def stop_epoch(curve, patience, share):
+    """The epoch at which early stopping ends a run with these validation perplexities: `patience`
+    epochs after the last one that was more than `share` below the best counted before it."""
+    counted, last = math.inf, 0
+    for epoch, ppl in enumerate(curve, start=1):
+        if ppl < counted * (1 - share):
+            counted, last = ppl, epoch
+        if epoch - last >= patience:
+            return epoch
+    return None
+
+
+rule = converged_preset.train
+stops = {}
+for name, r in pilot_runs.items():
+    curve = r["valid_curve"]
+    records = [{"epoch": e, "valid_loss": math.log(p)} for e, p in enumerate(curve, start=1)]
+    patience = rule.patience or 1
+    ours = stop_epoch(curve, patience, rule.min_improvement)
+    seen = records[:ours] if ours else records  # what the library's rule had seen by then
+    library = awdlib.train.History(seen).last_improvement(rule.min_improvement)
+    assert library == ours - patience if ours else len(curve) - library < patience
+    if ours is not None:
+        stops[name] = {f"{rule.min_improvement:.1%} rule stops": ours}
+    print(f"{name:20} strict rule: stopped after epoch {r['epochs']} (best {r['valid_ppl']:.2f}); "
+          + (f"{rule.min_improvement:.1%} rule: after epoch {ours}, best by then "
+             f"{min(curve[:ours]):.2f}" if ours else "the share rule would not have stopped it yet"))
+
+# %%
+plot_crossover(list(pilot_runs.values()), "AWD-LSTM", ["– weight-dropping", "plain LSTM"],
+               stops=stops, title=f"{pilot_name}, seed {seeds[0]}: validation perplexity per epoch")
+plt.show()
 
 # %% [markdown]
 # ## The paper's table
@@ -151,58 +261,252 @@ for name in ("AWD-LSTM", "– full sized embedding"):
 del model
 
 # %% [markdown]
-# ## The scale
+# ## Two budgets
 #
 # The paper's runs take hours on a GPU each; this study trains 8 configurations with 3 seeds each on a
-# CPU. The demo scale (`"ablation-demo"`) keeps notebook 01–05's 100/200 model, its dropout rates,
-# learning rate and early stopping, on the first 5% of PTB's training text, so that a run takes minutes
-# (`notebooks/README.md` has the arithmetic). At smoke scale (CI) only two configurations with one
-# seed run, which proves the code path in seconds and shows nothing about the techniques.
+# CPU, twice. Both keep notebooks 01–05's 100/200 model, its dropout rates and learning rate:
+#
+# - **the short budget** (`"ablation-demo"`): the first 5% of PTB's training text, at most 32 epochs
+#   and 5 of fine-tuning. Most runs were still improving when the cap ended them.
+# - **trained to convergence** (`"ablation-converged"`): the pilot's slice (3% of the training text),
+#   every run until early stopping ends it (20 epochs without a 0.5% better validation perplexity,
+#   at most 300), fine-tuning alike. The full model's runs also train the control for fine-tuning
+#   (below).
+#
+# `notebooks/README.md` has the arithmetic. At smoke scale (CI) only two configurations with one seed
+# run, which proves the code path in seconds and shows nothing about the techniques.
 
 # %%
 for name, c in ablation_configs(preset).items():
     model = awdlib.AWDLSTM(c.model_config(vocab_size=10_000))
     print(f"{name:28} {model.num_parameters() / 1e6:5.2f}M parameters")
 del model
-patience = preset.train.patience
-print(f"every row: at most {preset.train.epochs} epochs"
-      + (f", stopped after {patience} without a better validation loss" if patience else "")
-      + f", then at most {preset.finetune_epochs} epochs of fine-tuning")
+for p in [preset] + ([converged_preset] if converged_name != preset_name else []):
+    t = p.train
+    rule = (f", stopped after {t.patience} epochs without a "
+            + (f"{t.min_improvement:.1%} " if t.min_improvement else "") + "better validation loss"
+            if t.patience else "")
+    print(f"{p.name}: {p.train_fraction:.0%} of the training text; every row: at most {t.epochs} "
+          f"epochs{rule}, then at most {p.finetune_epochs} epochs of fine-tuning")
 
 # %% [markdown]
-# ## Run the study, or load it
+# ## Run the studies, or load them
 #
-# The study is one resumable command (the stored results come from it):
+# Each study is one resumable command (the stored results come from them):
 #
 # ```bash
 # python -m awdlib experiment ablation --preset ablation-demo --seeds 141 142 143 --workers 2
+# python -m awdlib experiment ablation --preset ablation-converged --seeds 141 142 143 --workers 2
 # ```
 #
-# It appends every finished run to `results/ablation-demo.runs.jsonl` and writes the summary
-# `results/ablation-demo.json`. The cell below reads that summary when it is there, even while the
-# study is still going: a row shows how many seeds it has so far. Otherwise it runs the study here
-# with the same runner (at smoke scale: two rows, one seed, in this process).
+# Each appends every finished run to `results/<preset>.runs.jsonl` (runs go seed by seed, so a
+# study stopped part way has every row for its first seeds) and writes the summary
+# `results/<preset>.json` when it ends. The cell below reads the runs files, even while a study is
+# still going: a row shows how many seeds it has so far. At smoke scale it runs two rows with one
+# seed here, in this process. On a cluster, `--executor submitit` hands each run to Slurm as a job of
+# its own (`--device cuda --gpus-per-node 1 --partition ...`); the results file is the same.
+
 
 # %%
-stem = Path("results") / study_stem("ablation", preset_name)
-summary, runs_file = stem.with_suffix(".json"), stem.with_suffix(".runs.jsonl")
-if not summary.exists():
-    configs, run_seeds, run_workers = ablation_configs(preset), seeds, workers
-    if scale == "smoke":
-        configs, run_seeds, run_workers = {n: configs[n] for n in ABLATION_SMOKE}, seeds[:1], 0
-    print(f"no {summary} yet: running {len(configs)} configurations x {len(run_seeds)} seed(s) here")
-    runs = run_study(configs, run_seeds, runs_file, Path("results/checkpoints") / preset_name / "ablation",
-                     workers=run_workers)
-    write_summary("ablation", runs, summary, preset)
-ablation = awdlib.Ablation(summary)
-runs = read_runs(runs_file)
-print(f"{summary}: {len(ablation.rows)} of {len(ABLATION)} rows, from {len(runs)} finished runs")
+def load_study(name, run_here):
+    """The ablation study run at preset `name`: its summary (an awdlib.Ablation) and its runs."""
+    p = awdlib.PRESETS[name]
+    configs = ablation_configs(p)
+    runs_file = (Path("results") / study_stem("ablation", name)).with_suffix(".runs.jsonl")
+    runs = study_runs(read_runs(runs_file), configs)
+    if not runs and run_here:
+        configs = {n: configs[n] for n in ABLATION_SMOKE}
+        print(f"no {runs_file} yet: running {len(configs)} configurations x 1 seed here")
+        runs = run_study(configs, seeds[:1], runs_file, Path("results/checkpoints") / name / "ablation",
+                         workers=0)
+    return awdlib.Ablation.from_rows(summary_rows("ablation", runs, p)), runs
+
+
+ablation, runs = load_study(preset_name, run_here=scale == "smoke")  # the short budget
+converged, converged_runs = load_study(converged_name, run_here=scale == "smoke")
+for name, study, study_runs_ in (("short budget", ablation, runs),
+                                 ("converged", converged, converged_runs)):
+    print(f"{name}: {len(study.rows)} of {len(ABLATION)} rows, from {len(study_runs_)} finished runs "
+          f"(seeds {sorted({r['seed'] for r in study_runs_})})")
 
 # %% [markdown]
-# ## Our table
+# ## The gate: did every run converge?
 #
-# Mean ± sample standard deviation over the seeds each row has, our Δ (the row's mean validation
-# perplexity minus the full model's) and the paper's Δ on PTB. Under it: after which epoch NT-ASGD's
+# A study "trained to convergence" is only that if no run was cut off by its epoch cap: each must
+# have ended by its own rule, training by early stopping and fine-tuning by its non-monotonic
+# criterion (or early stopping). The runs file records why each stage stopped, in the trainer's
+# words, so the gate is read from it. Until it passes, every number below describes runs that were
+# still improving, and the rank correlation is shown as such, not as a result.
+
+# %%
+for name, study in (("short budget", ablation), ("converged", converged)):
+    print(f"{name}: {study.gate()}")
+print()
+print(f"{'converged study':28} {'epochs trained (fine-tuned), by seed':>48}  why training stopped")
+for name in ABLATION:
+    trained = sorted((r for r in converged_runs if r["name"] == name), key=lambda r: r["seed"])
+    if trained:
+        epochs = ", ".join(f"{r['epochs']} ({r['finetuned']['epochs'] - r['epochs']})"
+                           for r in trained)
+        why = {(r["stop_reason"] or "the epoch cap").split(":")[0] for r in trained}
+        print(f"{name:28} {epochs:>48}  {'; '.join(sorted(why))}")
+
+# %% [markdown]
+# ## The converged table, beside the short budget
+#
+# Each row's Δ is **paired**: the row's run minus the full model's run *with the same seed* (the same
+# data order and, before the configurations part ways, the same dropout draws), averaged over seeds;
+# ± is the sample standard deviation of those per-seed differences, so what the seeds share cancels.
+# A Δ counts as beyond the noise when it exceeds three of those deviations. Both studies are read by
+# the same rule (`awdlib.Ablation`), the short budget in the second column.
+
+# %%
+def cell(study, name):
+    change, noise = study.change(name), study.noise(name)
+    if change is None:
+        return f"{'not run':>35}"
+    spread = f" ± {noise:6.2f}" if noise is not None else " " * 9
+    return f"{change:+8.2f}{spread} {study.verdict(name):>16} ({len(study.seed_changes(name))})"
+
+
+print(f"{'Δ validation perplexity':28} {'converged (seeds)':>35}   {'short budget (seeds)':>35} "
+      f"{'paper':>6}")
+for name in converged.removed:
+    print(f"{name:28} {cell(converged, name)}   {cell(ablation, name)} "
+          f"{converged.paper_change(name):+6.1f}")
+for label, study in (("converged", converged), ("short budget", ablation)):
+    full = study.get(study.full)
+    if full:
+        print(f"the full model ({label}): validation perplexity {full['valid_ppl']:.2f}, test "
+              f"{full['test_ppl']:.2f}, seeds {full['seeds']}")
+
+# %% [markdown]
+# ### Fine-tuning, and its control
+#
+# Every row is fine-tuned, so a row's Δ mixes what the removal did during training with how much
+# fine-tuning then helped that row. The rows before and after fine-tuning, side by side, separate the
+# two. And "– fine-tuning" (the full model before its fine-tuning) also trains fewer epochs than the
+# full model; its control is the full model's training continued, without the restart, for as many
+# epochs as its fine-tuning took ("trained longer", a separate branch of each full-model run).
+
+# %%
+print(f"{'converged, mean valid ppl':28} {'before fine-tuning':>18} {'after':>8} {'gained':>7}")
+for row in converged.rows:
+    if "before_finetuning" in row:
+        before = row["before_finetuning"]["valid_ppl"]
+        print(f"{row['name']:28} {before:18.2f} {row['valid_ppl']:8.2f} {before - row['valid_ppl']:7.2f}")
+print()
+print(f"{'full model, by seed':20} {'trained':>8} {'fine-tuned':>11} {'trained longer':>15} "
+      f"{'fine-tuned minus longer':>24}")
+differences = []
+for r in sorted((r for r in converged_runs if r["name"] == "AWD-LSTM"), key=lambda r: r["seed"]):
+    longer = r.get("trained_longer")
+    if longer is None:
+        print(f"seed {r['seed']:<15} {r['valid_ppl']:8.2f} {r['finetuned']['valid_ppl']:11.2f} "
+              f"{'(no control)':>15}")
+        continue
+    differences.append(r["finetuned"]["valid_ppl"] - longer["valid_ppl"])
+    print(f"seed {r['seed']:<15} {r['valid_ppl']:8.2f} {r['finetuned']['valid_ppl']:11.2f} "
+          f"{longer['valid_ppl']:15.2f} {differences[-1]:+24.2f}")
+if len(differences) > 1:
+    mean_d = sum(differences) / len(differences)
+    sd_d = (sum((d - mean_d) ** 2 for d in differences) / (len(differences) - 1)) ** 0.5
+    print(f"fine-tuning minus training longer: {mean_d:+.2f} ± {sd_d:.2f} over "
+          f"{len(differences)} seeds (negative: fine-tuning did better than more epochs)")
+
+# %% [markdown]
+# ### Δ per removed technique, against the paper's
+#
+# Left: our paired Δ for each row of the converged study, sorted by the paper's Δ (right: largest at
+# the top); the error bar is the paired standard deviation, the dots each seed's Δ. Blue: the paper's
+# direction beyond the noise; vermillion: the opposite direction beyond it; grey: within it, or one
+# seed so far.
+
+# %%
+plot_ablation(converged, title=f"{converged_name}: seeds "
+              f"{sorted(set(r['seed'] for r in converged_runs))}" + ("" if converged.converged
+                                                                      else " (not converged yet)"))
+plt.show()
+
+# %% [markdown]
+# ### Does the ranking agree with the paper's?
+#
+# Rank our Δs from smallest to largest, rank the paper's the same way, and correlate the ranks:
+# Spearman's $\rho = 1$ is the same order, $-1$ the reverse, near 0 no relation. Without ties it has a
+# closed form, $\rho = 1 - \frac{6 \sum_i d_i^2}{n (n^2 - 1)}$ with $d_i$ the difference of row
+# $i$'s two ranks. From scratch with torch, checked against the library's `rank_correlation` (which
+# gives tied values their mean rank) on the paper's own PTB and WikiText-2 Δs, a yardstick for ours:
+
+# %%
+def spearman(a, b):
+    """Spearman's rho for lists without ties: 1 - 6 sum(d^2) / (n (n^2 - 1))."""
+    rank_a = torch.tensor(a).argsort().argsort().float()
+    rank_b = torch.tensor(b).argsort().argsort().float()
+    n = len(a)
+    return 1 - 6 * ((rank_a - rank_b) ** 2).sum().item() / (n * (n * n - 1))
+
+
+removed = [name for name in ABLATION if name != "AWD-LSTM"]
+ptb, wt2 = ([PAPER_ABLATION[d][n]["valid"] - PAPER_ABLATION[d]["AWD-LSTM"]["valid"] for n in removed]
+            for d in ("ptb", "wikitext-2"))
+rho = spearman(ptb, wt2)
+assert abs(rho - rank_correlation(ptb, wt2)) < 1e-12
+print(f"the paper's PTB ranking against its WikiText-2 ranking: rho = {rho:+.3f} "
+      f"(library: {rank_correlation(ptb, wt2):+.3f})")
+
+# %% [markdown]
+# One number over 8 rows needs its uncertainty. Two measures (`Ablation.rank_correlation_evidence`):
+#
+# - a **bootstrap over seeds**: redraw the seeds with replacement, recompute every row's paired Δ from
+#   the drawn seeds and ρ from those; the middle 95% of ρ over every possible draw. It shows how much
+#   ρ depends on *which* seeds ran (with 3 seeds there are only 27 draws: a coarse interval).
+# - a **permutation test**: of all 8! = 40,320 orderings of our Δs, the share whose ρ with the paper's
+#   is at least ours: how often an ordering unrelated to the paper's would agree as well by chance.
+
+# %%
+orders = torch.tensor(list(__import__("itertools").permutations(range(8))), dtype=torch.float)
+null = 1 - 6 * ((orders - torch.arange(8.0)) ** 2).sum(1) / (8 * 63)  # rho of every ordering
+print(f"with 8 rows and no ties, a random ordering reaches rho >= {null.quantile(0.95):.3f} "
+      f"5% of the time, and rho >= 0.5 {float((null >= 0.5 - 1e-9).float().mean()):.1%} of the time")
+for label, study in (("converged", converged), ("short budget", ablation)):
+    evidence = study.rank_correlation_evidence()
+    if evidence["rho"] is None:
+        print(f"{label}: rho undefined (fewer than two rows, or a constant ranking)")
+        continue
+    interval = evidence["interval"]
+    print(f"{label}: rho = {evidence['rho']:+.3f} over {len(evidence['rows'])} rows"
+          + (f", 95% seed-bootstrap interval [{interval[0]:+.3f}, {interval[1]:+.3f}] over seeds "
+             f"{evidence['seeds']}" if interval else ", one shared seed: no interval")
+          + f", permutation p = {evidence['p_value']:.4f}"
+          + ("" if study.converged else f"  ({study.gate().split(':')[0]}: not a result)"))
+
+# %% [markdown]
+# What ρ over 8 rows can show: whether our ordering and the paper's agree more than chance would
+# (the permutation test), and how much that depends on our seeds (the bootstrap). What it cannot
+# show: that the paper's order is right. The paper's Δs are single runs with no spread; its three
+# smallest (fine-tuning, variable sequence lengths, AR/TAR: 0.7 to 2.7 points) are within what seeds
+# move by at full scale, so swaps among them say little, and a ρ of 1 is not a realistic target.
+#
+# ### What the numbers say (converged)
+#
+# Generated from the table by one rule (the paired three-deviations rule):
+
+# %%
+for line in converged.reading():
+    print(line)
+print(converged.gate())
+
+# %% [markdown]
+# ## The short budget, read closely
+#
+# The first study stopped every run at 32 epochs (plus 5 of fine-tuning). Its runs were still
+# improving, and it is kept beside the converged one because the contrast is the lesson: what follows
+# is how that study looked on its own, and which of its rows were confounded.
+#
+# ### Our table
+#
+# Mean ± sample standard deviation over the seeds each row has, our paired Δ and the paper's Δ on
+# PTB. Under it: after which epoch NT-ASGD's
 # trigger switched to averaging in each seed's run (None: it did not fire within the epoch cap), and
 # the rows before their fine-tuning.
 
@@ -231,14 +535,14 @@ for row in ablation.rows:
 # the same windows and masks, no averaging before the switch (and averaging never changes the SGD
 # iterate, notebook 05), so fine-tuning starts from the same weights. That seed's Δ is then exactly 0.
 #
-# ## Two rows to read with care: what else changed with the technique
+# ### Rows to read with care: what else changed with the technique
 #
 # An ablation row should differ from the full model in the one technique it removes. Two checks, both
 # computed from the study's files:
 #
 # - **Does a row's verdict survive without fine-tuning?** Every row is fine-tuned, so a row's Δ mixes
 #   what the removal did during training with how much fine-tuning then helped that row. The same
-#   table *before* fine-tuning (the same library rule: three seed standard deviations) separates the
+#   table *before* fine-tuning (the same library rule: three paired standard deviations) separates the
 #   two. A row whose verdict changes between the two tables owes it to fine-tuning.
 # - **Did the row train as long as the full model?** "– fine-tuning" is the full model stopped before
 #   its fine-tuning epochs. If the full model was still improving when its training ended, some of
@@ -246,8 +550,8 @@ for row in ablation.rows:
 
 # %%
 full = ablation.get(ablation.full)
-before = awdlib.Ablation(summary)  # the same table, every row scored before its fine-tuning
-before.rows = [{**r, **r["before_finetuning"]} for r in ablation.rows if "before_finetuning" in r]
+before = awdlib.Ablation.from_rows(  # the same table, every row scored before its fine-tuning
+    [{**r, **r["before_finetuning"]} for r in ablation.rows if "before_finetuning" in r])
 
 
 def finetuning_gain(name):
@@ -272,7 +576,7 @@ for name in confounds:
     row, ref = ablation.get(name)["before_finetuning"], full["before_finetuning"]
     print(f"{name}: {ablation.change(name):+.2f} after fine-tuning, but {before.change(name):+.2f} "
           f"before it ({row['valid_ppl']:.2f} against {ref['valid_ppl']:.2f}, "
-          f"{abs(before.change(name)) / before.noise(name, before.full):.1f} x the larger seed std): "
+          f"{abs(before.change(name)) / before.noise(name, before.full):.1f} x the paired std): "
           f"fine-tuning lowered the full model by {finetuning_gain(before.full):.2f} and this row by "
           f"{finetuning_gain(name):.2f}. The Δ is fine-tuning failing on this row, not the technique's "
           "effect during training.")
@@ -300,15 +604,11 @@ if extra > 0 and still_improving:
 print("confounded:", confounds)
 
 # %% [markdown]
-# ## Δ per removed technique, against the paper's
+# ### Δ per removed technique (short budget)
 #
-# Left: our rise in validation perplexity when each technique is removed, one line per row, sorted by
-# the paper's Δ (right: largest at the top). The bar is the mean over seeds; the error bar the larger of the two rows' seed
-# standard deviations (a Δ must exceed three of them to count); the dots each seed's Δ against the
-# full model's run with the same seed. Blue: the paper's direction beyond the noise; vermillion: the
-# opposite direction beyond it; grey: within it. A hatched bar is one of the confounded rows above
-# (its label says by what). If our ranking agreed with the paper's, the bars on the left would grow
-# from bottom to top as those on the right do.
+# The same figure for the short budget. A hatched bar is one of the confounded rows above (its label
+# says by what). If our ranking agreed with the paper's, the bars on the left would grow from bottom
+# to top as those on the right do.
 
 # %%
 plot_ablation(ablation, title=f"{preset_name}: seeds {sorted(set(r['seed'] for r in runs))}",
@@ -316,45 +616,10 @@ plot_ablation(ablation, title=f"{preset_name}: seeds {sorted(set(r['seed'] for r
 plt.show()
 
 # %% [markdown]
-# ## Does our ranking agree with the paper's? Spearman's rank correlation
+# ### What the numbers say (short budget)
 #
-# Rank our Δs from smallest to largest, rank the paper's the same way, and correlate the ranks:
-# $\rho = 1$ is the same order, $-1$ the reverse, near 0 no relation. Without ties it has a closed form,
-# $\rho = 1 - \frac{6 \sum_i d_i^2}{n (n^2 - 1)}$ with $d_i$ the difference of row $i$'s two ranks.
-# From scratch with torch, checked against the library's `rank_correlation` (which gives tied values
-# their mean rank) on the paper's own PTB and WikiText-2 Δs:
-
-# %%
-def spearman(a, b):
-    """Spearman's rho for lists without ties: 1 - 6 sum(d^2) / (n (n^2 - 1))."""
-    rank_a = torch.tensor(a).argsort().argsort().float()
-    rank_b = torch.tensor(b).argsort().argsort().float()
-    n = len(a)
-    return 1 - 6 * ((rank_a - rank_b) ** 2).sum().item() / (n * (n * n - 1))
-
-
-removed = [name for name in ABLATION if name != "AWD-LSTM"]
-ptb, wt2 = ([PAPER_ABLATION[d][n]["valid"] - PAPER_ABLATION[d]["AWD-LSTM"]["valid"] for n in removed]
-            for d in ("ptb", "wikitext-2"))
-rho = spearman(ptb, wt2)
-assert abs(rho - rank_correlation(ptb, wt2)) < 1e-12
-print(f"the paper's PTB ranking against its WikiText-2 ranking: rho = {rho:+.3f} "
-      f"(library: {rank_correlation(ptb, wt2):+.3f})")
-
-# %% [markdown]
-# That is how far the paper's own two datasets agree on the order, a yardstick for ours:
-
-# %%
-rho, names = ablation.rank_correlation()
-print(f"our Δs against the paper's PTB Δs over {len(names)} rows: rho = "
-      + ("undefined (fewer than two rows, or a constant ranking)" if rho is None else f"{rho:+.3f}"))
-
-# %% [markdown]
-# ## What the numbers say
-#
-# Generated from the table above by one rule, the same as in the ladder's comparisons: a Δ counts only
-# when it exceeds three times the larger of the two rows' seed standard deviations. The rule sees only
-# the Δs, so the confounded rows found above get a note after their line.
+# Generated by the same paired rule as the converged study's. The rule sees only the Δs, so the
+# confounded rows found above get a note after their line.
 
 # %%
 for line in ablation.reading():
@@ -368,7 +633,7 @@ print(f"Of the {len(reproduced)} rows in the paper's direction beyond the noise,
       + (f": {', '.join(clean)}." if clean else "."))
 
 # %% [markdown]
-# ## Was the budget the limit?
+# ## Was the budget the limit? Both studies
 #
 # A regulariser earns its keep when the model would otherwise *overfit*: when its validation perplexity
 # stops falling while its training perplexity keeps going down. Every regulariser also slows learning
@@ -378,22 +643,28 @@ print(f"Of the {len(reproduced)} rows in the paper's direction beyond the noise,
 # fine-tuning; training perplexity is measured with dropout on, at the best epoch.)
 
 # %%
-corpus = preset.corpus()
-c = preset.train
-steps = len(corpus.train) // (c.batch_size * c.bptt)
-print(f"training text: {len(corpus.train):,} tokens, about {steps} SGD steps per epoch (batch "
-      f"{c.batch_size}, windows of about {c.bptt} tokens): at most {c.epochs * steps:,} steps per run")
-print(f"{'':28} {'best epoch/epochs run, by seed':>31} {'train ppl':>10} {'valid ppl':>10}")
-for name in ABLATION:
-    trained = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
-    if not trained:
-        continue
-    epochs = ", ".join(f"{r['best_epoch']}/{r['epochs']}" for r in trained)
-    train_ppl = sum(r["train_curve"][r["best_epoch"] - 1] for r in trained) / len(trained)
-    valid_ppl = ablation.get(name)["before_finetuning"]["valid_ppl"]  # the summary's mean
-    print(f"{name:28} {epochs:>31} {train_ppl:10.2f} {valid_ppl:10.2f}")
-at_cap = sum(r["best_epoch"] == c.epochs for r in runs)
-print(f"{at_cap} of {len(runs)} runs had their best validation perplexity in their last allowed epoch")
+for label, p, study, study_runs_ in (("short budget", preset, ablation, runs),
+                                     ("converged", converged_preset, converged, converged_runs)):
+    corpus = p.corpus()
+    c = p.train
+    steps = len(corpus.train) // (c.batch_size * c.bptt)
+    print(f"{label}: training text {len(corpus.train):,} tokens, about {steps} SGD steps per epoch "
+          f"(batch {c.batch_size}, windows of about {c.bptt} tokens), at most {c.epochs * steps:,} "
+          f"steps per run")
+    print(f"{'':28} {'best epoch/epochs run, by seed':>31} {'train ppl':>10} {'valid ppl':>10}")
+    for name in ABLATION:
+        trained = sorted((r for r in study_runs_ if r["name"] == name), key=lambda r: r["seed"])
+        if not trained or study.get(name) is None or "before_finetuning" not in study.get(name):
+            continue
+        epochs = ", ".join(f"{r['best_epoch']}/{r['epochs']}" for r in trained)
+        train_ppl = sum(r["train_curve"][r["best_epoch"] - 1] for r in trained) / len(trained)
+        valid_ppl = study.get(name)["before_finetuning"]["valid_ppl"]  # the summary's mean
+        print(f"{name:28} {epochs:>31} {train_ppl:10.2f} {valid_ppl:10.2f}")
+    at_cap = sum(r["best_epoch"] == c.epochs for r in study_runs_)
+    print(f"{at_cap} of {len(study_runs_)} runs had their best validation perplexity in their last "
+          f"allowed epoch; {sum(r['epochs'] * steps for r in study_runs_) / max(len(study_runs_), 1):,.0f}"
+          f" SGD steps of training per run on average")
+    print()
 print("the ladder's demo study (notebooks 01-05: 10% of PTB, 40 epochs, no other regulariser yet):")
 print(" ", awdlib.Ladder.for_scale("demo", "results").compare("+ weight drop", "plain LSTM"))
 

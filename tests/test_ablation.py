@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -262,3 +263,21 @@ def test_rank_correlation_evidence_bootstraps_seeds_and_permutes_rows_exactly(tm
     assert high == pytest.approx(1.0) and low == pytest.approx(seed2 + (1 - seed2) * 0.075)
     # only the paper's own order (1 of 8! = 40,320) reaches rho = 1
     assert evidence["p_value"] == pytest.approx(1 / 40_320)
+
+
+def test_the_ladders_last_rungs_are_runs_the_ablation_trained_already():
+    from awdlib.experiments import ladder_configs, ladder_rows, ladder_runs_from_ablation
+
+    preset = awdlib.PRESETS["ablation-converged"]
+    ladder, ablation = ladder_configs(preset), ablation_configs(preset)
+    assert ladder["+ NT-ASGD"].fingerprint() == ablation["AWD-LSTM"].fingerprint()
+    no_finetuning = dataclasses.replace(ablation["– NT-ASGD"], finetune_epochs=0)
+    assert ladder["+ AR/TAR"].fingerprint() == no_finetuning.fingerprint()
+    runs = [run("AWD-LSTM", s, 300 + s, 290 + s) for s in (1, 2)]
+    runs += [run("– NT-ASGD", s, 310 + s, 305 + s) for s in (1, 2)]
+    runs += [run("– AR/TAR", 1, 400, 390)]
+    rows = {r["name"]: r for r in ladder_rows(ladder_runs_from_ablation(runs))}
+    assert list(rows) == ["+ AR/TAR", "+ NT-ASGD", "+ fine-tuning"]
+    assert rows["+ AR/TAR"]["valid_ppl_seeds"] == [311, 312]  # before the ablation's fine-tuning
+    assert rows["+ NT-ASGD"]["valid_ppl_seeds"] == [301, 302]
+    assert rows["+ fine-tuning"]["valid_ppl_seeds"] == [291, 292]

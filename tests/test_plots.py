@@ -83,6 +83,10 @@ def every_figure(tmp_path):
     attention = awdlib.cache_attention(torch.randn(len(words), 4), window=10, theta=1.0)
     yield "plot_cache_attention", plots.plot_cache_attention(attention, words).figure
     yield "plot_ablation", plots.plot_ablation(ablation_study(tmp_path))
+    crossing = [{"name": "full", "valid_curve": [900, 600, 500, 450], "best_epoch": 4},
+                {"name": "less", "valid_curve": [800, 550, 520, 530, 540], "best_epoch": 2}]
+    yield "plot_crossover", plots.plot_crossover(crossing, "full", ["less"],
+                                                 stops={"full": {"0.5% rule": 3}})
 
 
 def test_every_figure_draws_only_palette_colours_and_greys(tmp_path):
@@ -183,3 +187,13 @@ def test_study_with_one_rung_and_one_without_runs(tmp_path):
     assert "no runs yet" in [t.get_text() for t in fig.axes[1].texts]
     fig = plots.plot_study(ladder, runs, LADDER[:1])
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == len(SEEDS)
+
+
+def test_crossover_is_where_the_reference_stays_ahead_to_the_last_shared_epoch():
+    from awdlib.results import crossover
+
+    assert crossover([900, 600, 500, 450], [800, 550, 520, 530, 540]) == 3
+    assert crossover([900, 500, 600, 450], [800, 550, 520, 530]) == 4  # ahead at 2, behind at 3
+    assert crossover([900, 600], [800, 550]) is None  # never ahead
+    assert crossover([500, 600], [800, 550]) is None  # ahead, then not: not for good
+    assert crossover([1, 2], [1, 3]) == 2  # a tie is not ahead
