@@ -1,13 +1,15 @@
 """Experiment runner: named configurations x seeds at one scale, one JSON line per finished run.
 
 A study is a dict of named :class:`~awdlib.presets.Preset` s (:func:`ladder_configs` builds the results
-ladder of notebooks 01-05, :func:`ablation_configs` the paper's ablation table of notebook 08).
-:func:`run_study` trains every (configuration, seed) pair to its own best validation loss within the
-preset's epoch cap, under the same early-stopping rule for all
-(``patience``), so compute and data are matched across configurations. Each finished run is appended
-to a JSON Lines file at once; a study started again skips the runs already in that file, so it can be
-interrupted and resumed. Runs go to ``workers`` processes with one torch thread each
-(:mod:`awdlib.pool`: Ctrl-C stops them at once, keeping every finished run).
+ladder of notebooks 01-05, :func:`ablation_configs` the paper's ablation table of notebook 08,
+:func:`crossover_configs` its pilot). :func:`run_study` trains every (configuration, seed) pair to its
+own best validation loss within the preset's epoch cap, under the same early-stopping rule for all
+(``patience``, ``min_improvement``), so compute and data are matched across configurations. Each
+finished run is appended to a JSON Lines file at once; a study started again skips the runs already in
+that file, so it can be interrupted and resumed. Runs go to an executor (:mod:`awdlib.executors`):
+``workers`` processes with one torch thread each (:mod:`awdlib.pool`: Ctrl-C stops them at once,
+keeping every finished run), or Slurm jobs through submitit; only this driver writes the results.
+Whether a run ended by its rule or at its cap is in its ``stop_reason`` (:func:`stopped_at_cap`).
 
 Every row says what produced it: the preset's name, its :meth:`~awdlib.presets.Preset.settings`
 (everything the result depends on besides the seed: the corpus and the fractions of it, the
@@ -17,7 +19,9 @@ checkpoint-frequency ones) and their fingerprint. A row is reused only for the s
 names, as it stands. A run stopped by a non-finite loss is recorded with ``failed`` (the reason).
 
 A preset with ``finetune_epochs > 0`` is fine-tuned after training (paper Section 5), and its row
-holds both results: before (``valid_ppl``, ``test_ppl``) and after (``finetuned``).
+holds both results: before (``valid_ppl``, ``test_ppl``) and after (``finetuned``), and for the
+configurations a study names as controls (:data:`STUDY_CONTROLS`) the training continued instead
+(``trained_longer``).
 """
 
 from __future__ import annotations

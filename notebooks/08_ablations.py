@@ -104,14 +104,26 @@ for name, r in pilot_runs.items():
 
 # %%
 full_curve = pilot_runs["AWD-LSTM"]["valid_curve"]
+cap = preset.train.epochs  # the short-budget study's epoch cap
 for name in ("– weight-dropping", "plain LSTM"):
     r = pilot_runs[name]
     epoch = crossover(full_curve, r["valid_curve"])
+    ahead = [t + 1 for t in range(min(len(full_curve), len(r["valid_curve"])))
+             if full_curve[t] < r["valid_curve"][t]]
     print(f"full recipe vs {name}: "
           + ("never ahead for good" if epoch is None else f"ahead for good from epoch {epoch}")
-          + f"; best validation perplexity {pilot_runs['AWD-LSTM']['valid_ppl']:.2f} against "
-          f"{r['valid_ppl']:.2f} ({r['valid_ppl'] - pilot_runs['AWD-LSTM']['valid_ppl']:+.2f} for "
-          f"{name})")
+          + f" (ahead in {len(ahead)} of {min(len(full_curve), len(r['valid_curve']))} shared epochs"
+          + (f", the last at epoch {ahead[-1]}" if ahead and epoch is None else "") + ")")
+    if len(full_curve) >= cap and len(r["valid_curve"]) >= cap:
+        print(f"  at epoch {cap}: {full_curve[cap - 1]:.2f} against {r['valid_curve'][cap - 1]:.2f} "
+              f"(best so far {min(full_curve[:cap]):.2f} against {min(r['valid_curve'][:cap]):.2f})")
+    print(f"  once both stopped: best validation perplexity {pilot_runs['AWD-LSTM']['valid_ppl']:.2f} "
+          f"against {r['valid_ppl']:.2f} ({r['valid_ppl'] - pilot_runs['AWD-LSTM']['valid_ppl']:+.2f} "
+          f"for {name})")
+for name, r in pilot_runs.items():
+    if r["best_epoch"] > cap:  # still improving at the short budget's cap
+        print(f"{name}: at epoch {cap}, {r['valid_curve'][cap - 1] - r['valid_ppl']:.2f} above its "
+              f"best (epoch {r['best_epoch']})")
 
 # %% [markdown]
 # ### Early stopping for averaged weights
@@ -669,72 +681,87 @@ print("the ladder's demo study (notebooks 01-05: 10% of PTB, 40 epochs, no other
 print(" ", awdlib.Ladder.for_scale("demo", "results").compare("+ weight drop", "plain LSTM"))
 
 # %% [markdown]
-# ## Reading the stored study
+# ## Reading the stored outputs
 #
-# The stored outputs come from the demo study: 8 configurations × seeds 141, 142 and 143 on a 2-core
-# CPU. What its printed numbers say:
+# The stored outputs come from three studies on a 2-core CPU: the pilot (seed 141), the short budget
+# (8 configurations × seeds 141, 142 and 143) and the converged study, as far as its runs file has
+# got (the gate above says how far, and whether it passed). What the printed numbers say:
 #
-# - **Two rows go the paper's way beyond the noise, and neither is a clean measure of its technique**
-#   (the lines under "Two rows to read with care").
-#   - *– fine-tuning*, +7.36 (paper +0.7), also trains 5 fewer epochs than the full model, whose runs
+# **The pilot.** Regularisation as a whole pays, and late: the full recipe is ahead of the plain LSTM
+# for good from epoch 16, when the plain LSTM starts to overfit (its training perplexity keeps falling
+# while its validation perplexity climbs), and ends 106.97 better (456.99 against 563.97). Weight drop
+# on its own does not pay at this size, even at convergence: the full recipe leads the recipe without
+# weight drop only while its own averaging is young: from epoch 42 (its first averaged epoch) to 76,
+# then it falls behind and ends 3.37 worse (456.99 against 453.62), both runs stopped by early
+# stopping. At epoch 32, the short budget's cap, the recipe without weight drop was 18.47 ahead
+# (505.15 against 523.62), much as in the short-budget study; at convergence the gap has shrunk to a
+# few points. One seed: the converged study's seeds say whether what is left is beyond the noise.
+#
+# **The short budget.** Paired by seed:
+#
+# - *Two rows go the paper's way beyond the noise, and neither is a clean measure of its technique*
+#   (the lines under "Rows to read with care").
+#   - *– fine-tuning*, +7.35 (paper +0.7), also trains 5 fewer epochs than the full model, whose runs
 #     were still improving when their training ended: over their last 5 training epochs their best
 #     validation perplexity fell by 11.46 on average, more than the 7.36 that fine-tuning gained. Part
-#     of the +7.36 may be just more epochs; training the full model 5 more epochs without fine-tuning
-#     would be the control.
-#   - *– embedding dropout*, +8.08 (paper +5.1), is +0.72 before fine-tuning (410.14 against 409.42),
+#     of the +7.35 may be just more epochs: the converged study's control measures that.
+#   - *– embedding dropout*, +8.08 (paper +5.1), is +0.73 before fine-tuning (410.14 against 409.42),
 #     within the noise. Fine-tuning lowered the full model by 7.36 and this row by 0.00: it beat the
 #     row's best epoch in 0 of 3 seeds. So the +8.08 is fine-tuning failing on this row. Training
 #     without embedding dropout does show the one clear sign of overfitting in the budget table: the
 #     training perplexity falls much further than the full model's (218.89 against 271.27) while the
-#     validation perplexity does not. That fits the paper's direction, but the Δ does not measure it.
-# - **Two rows go the opposite way beyond the noise.** Removing weight-dropping *lowers* validation
-#   perplexity by 13.35 (−13.36, −13.40, −13.31 by seed; paper +11.1), and the "full sized embedding"
-#   lowers it by 22.62 (paper +8.0).
-# - **Four rows are within the noise:** NT-ASGD, variable sequence lengths, weight decay and AR/TAR.
-# - **The ranking:** ρ = −0.50 against the paper's PTB ranking, while the paper's own two datasets agree
-#   at ρ = +0.905.
+#     validation perplexity does not.
+# - *Two rows go the opposite way beyond the noise.* Removing weight-dropping *lowers* validation
+#   perplexity by 13.36 (−13.36, −13.40, −13.31 by seed; paper +11.1), and the "full sized embedding"
+#   lowers it by 22.63 (paper +8.0).
+# - *Four rows are within the noise:* NT-ASGD, variable sequence lengths, weight decay and AR/TAR.
+# - *The ranking:* ρ = −0.50 against the paper's PTB ranking (seed-bootstrap interval [−0.667, −0.452],
+#   permutation p = 0.90), while the paper's own two datasets agree at ρ = +0.905.
 #
-# Why that is plausible at this scale: the budget table shows a model that was still learning when its
-# runs ended. Most runs had their best epoch in their last allowed one, after about a thousand SGD
-# steps, a tiny fraction of the paper's hundreds of epochs on all of PTB. A model stopped that early is
-# limited by how fast it learns, not by overfitting. Then every regulariser's cost (slower learning) shows
-# and its benefit (less overfitting) does not. More capacity (the wider embedding and last layer) fits
-# the training text fastest: it has the lowest training perplexity in the table. Weight-dropping drops
-# half of every recurrent weight matrix at every step, the heaviest of the recipe's dropouts, and
-# removing it helps the most of the regularisers' rows. The ladder's line shows the same technique on its
-# own: there, weight drop was added to a plain LSTM with twice the data and 40 epochs, and it lowered
-# validation perplexity for every seed. What a technique is worth depends on how close to overfitting
-# the model trains. This study measures it in the regime where the model is still learning, and the
-# paper's table measures it where the model has converged.
+# Why that is plausible at this budget: most runs had their best epoch in their last allowed one, after
+# about a thousand SGD steps. A model stopped that early is limited by how fast it learns, not by
+# overfitting, so every regulariser's cost (slower learning) shows and its benefit (less overfitting)
+# does not; more capacity (the wider embedding and last layer) fits fastest. The pilot shows the same
+# thing over time: at 32 epochs its regularised runs were still about 50 to 70 points above where they
+# ended.
+#
+# **The converged study** is read by the cells above from its runs file: the gate, the paired table
+# beside the short budget, fine-tuning against its control, and ρ with its interval, marked "not a
+# result" until the gate passes.
 
 # %% [markdown]
 # ## What this can and cannot show
 #
 # - The paper's model has 24.2M parameters trained for hundreds of epochs on all of PTB; ours has the
-#   size printed under "The scale", trained for a few dozen epochs on a slice of PTB. What a technique is worth depends on how much the model
-#   overfits, and that differs by scale: a regulariser that the paper needed can cost perplexity in a
-#   short run that never reached the overfitting it prevents, and NT-ASGD cannot help in a run whose
-#   trigger never fires.
-# - Every row is fine-tuned, and fine-tuning helps some rows more than others (the "fine-tuning
-#   gained" column), so a row's Δ mixes the removal with how its fine-tuning went. Reading the table
-#   before fine-tuning as well is what exposed "– embedding dropout".
-# - Three seeds give a rough standard deviation; the three-deviations rule is strict on purpose, so
-#   "within the noise" means "not shown at this scale", not "no effect".
+#   size printed under "Two budgets", trained on a slice of PTB. What a technique is worth depends on
+#   how much the model overfits, and that differs by scale: weight drop regularises the recurrent
+#   weights, and a 200-wide LSTM has few of them (most of its 1.69M parameters are the embedding), so
+#   it may have little to prevent here even at convergence.
+# - Every row is fine-tuned, and fine-tuning helps some rows more than others (the "gained" columns),
+#   so a row's Δ mixes the removal with how its fine-tuning went: read both tables.
+# - Three seeds give a rough standard deviation of the paired differences; the three-deviations rule is
+#   strict on purpose, so "within the noise" means "not shown at this scale", not "no effect".
 # - The paper reports one number per row and no spread; its smallest Δs (fine-tuning, variable
 #   sequence lengths: about one perplexity point) are small enough that a change of seed might move
 #   them at full scale too.
+# - Our "– NT-ASGD" keeps SGD's learning rate constant; the paper's text describes that row as SGD
+#   whose learning rate is halved by the same non-monotonic criterion. Our row removes the averaging
+#   only; the paper's also added a schedule.
 #
 # ## Takeaways
 #
+# - What a regulariser is worth depends on when you stop: it costs speed from the first epoch and pays
+#   only once the unregularised model overfits. Measure the crossover before choosing a budget.
 # - An ablation removes one technique from the full recipe and keeps everything else, including the
-#   budget: here every row keeps the same seeds, data, epoch cap, early stopping and fine-tuning.
-# - "– fine-tuning" needs no run: it is the full model before its fine-tuning. But it also trains
-#   fewer epochs, so while runs are still improving it measures fine-tuning plus those epochs.
-# - Before believing a row that agrees with the paper, check what else differs from the full model:
-#   here a second step (fine-tuning) and the number of epochs each made one Δ.
-# - "Full sized embedding" means tying at the hidden size: every LSTM layer as wide as the hidden state
-#   and an embedding to match, 43.3M parameters instead of 24.2M at the paper's PTB size.
-# - Compare a ranking with a rank correlation, and a difference with its seed spread.
+#   budget and the stopping rule; "converged" is a gate a study checks, not a word it uses.
+# - Averaged weights improve by ever smaller steps: early stopping for them needs a minimum
+#   improvement, or it waits hundreds of epochs for a tenth of a point.
+# - Pair runs by seed: the same seed's runs share data order and early dropout draws, so their
+#   difference is far less noisy than two means (weight drop's short-budget Δ: ±0.05 paired).
+# - "– fine-tuning" needs no run of its own, but it trains fewer epochs; the control is the full model
+#   trained as much longer without the restart.
+# - A rank correlation over 8 rows needs its interval and its chance level: a random ordering reaches
+#   ρ ≥ 0.5 about one time in nine.
 #
 # ## Exercises (predict, then run)
 #
@@ -745,3 +772,6 @@ print(" ", awdlib.Ladder.for_scale("demo", "results").compare("+ weight drop", "
 # 3. Which rows share their seeds' first epochs exactly with the full model's runs? Hint: compare
 #    `[r["valid_curve"][:3] for r in runs if r["name"] == "– NT-ASGD"]` with the same for
 #    `"AWD-LSTM"`, and think about what the two configurations do before NT-ASGD's trigger fires.
+# 4. In the pilot's lower panel, the gap to the recipe without weight drop jumps up at one epoch and
+#    then shrinks steadily. Which event in the full recipe's run explains the jump? Check with
+#    `pilot_runs["AWD-LSTM"]["trigger_epoch"]`.
