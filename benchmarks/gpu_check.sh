@@ -38,3 +38,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 # 2. every test parametrised over "cuda" (they skip without a GPU elsewhere); -rs lists skips
 mapfile -t files < <(grep -l '"cuda"' tests/test_*.py)
 "$PYTHON" -m pytest -p no:cacheprovider -rs -k cuda "${files[@]}" 2>&1 | tee "$OUT/tests.txt"
+
+# 3. a demo-scale study on the GPU (issue #18): one run alone, then four runs as four workers sharing
+#    the GPU; the runner prints each run's time and the shell the wall time of each step
+study() {
+  local start=$(date +%s)
+  timeout 300 "$PYTHON" -m awdlib experiment ablation --preset ablation-demo --device cuda \
+    --results "$OUT/study-$1" "${@:2}" || echo "exit $?"
+  echo "wall time ($1): $(( $(date +%s) - start )) s"
+}
+{ study one --seeds 141 --workers 1 --only AWD-LSTM
+  study four --seeds 141 142 --workers 4 --only AWD-LSTM "– weight-dropping"; } 2>&1 | tee "$OUT/study.txt"
+

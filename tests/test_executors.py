@@ -13,7 +13,12 @@ from awdlib import experiments
 from awdlib.executors import LocalExecutor, SubmititExecutor
 from awdlib.experiments import ladder_configs, run_study
 
-pytest.importorskip("submitit")
+
+
+@pytest.fixture
+def submitit():
+    """For the tests that use submitit: they skip where it is not installed (a bare GPU machine)."""
+    return pytest.importorskip("submitit")
 
 
 def smoke_configs() -> dict:
@@ -29,7 +34,7 @@ def strip_times(row: dict) -> dict:
     return out
 
 
-def test_both_executors_report_each_result_and_each_failure_with_its_reason(tmp_path):
+def test_both_executors_report_each_result_and_each_failure_with_its_reason(tmp_path, submitit):
     for executor in (LocalExecutor(0), SubmititExecutor(tmp_path / "jobs", 2, cluster="local",
                                                         poll_s=0.1)):
         done, failed = [], []
@@ -42,7 +47,7 @@ def test_both_executors_report_each_result_and_each_failure_with_its_reason(tmp_
         assert "ZeroDivisionError: division by zero" in failed[0][1], failed[0][1]
 
 
-def test_submitit_keeps_at_most_workers_jobs_in_flight(tmp_path, monkeypatch):
+def test_submitit_keeps_at_most_workers_jobs_in_flight(tmp_path, submitit, monkeypatch):
     executor = SubmititExecutor(tmp_path / "jobs", 1, cluster="local", poll_s=0.05)
     submitit_executor = executor._executor()
     in_flight, most = [], []
@@ -63,7 +68,7 @@ def test_submitit_keeps_at_most_workers_jobs_in_flight(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_study_through_submitit_equals_the_same_study_in_this_process(tmp_path):
+def test_a_study_through_submitit_equals_the_same_study_in_this_process(tmp_path, submitit):
     configs = smoke_configs()
     here = run_study(configs, [5], tmp_path / "here.runs.jsonl", tmp_path / "here",
                      executor=LocalExecutor(0), log=lambda m: None)
@@ -122,7 +127,7 @@ def test_the_fine_tuning_control_continues_training_where_early_stopping_ended_i
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_two_workers_share_one_gpu(tmp_path):
+def test_two_workers_share_one_cuda_gpu(tmp_path):
     configs = smoke_configs()
     runs = run_study(configs, [5, 6], tmp_path / "gpu.runs.jsonl", tmp_path / "runs", workers=2,
                      device="cuda", log=lambda m: None)
@@ -130,7 +135,7 @@ def test_two_workers_share_one_gpu(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_command_runs_a_study_through_submitit(tmp_path, capsys):
+def test_the_command_runs_a_study_through_submitit(tmp_path, submitit, capsys):
     from awdlib.__main__ import main
 
     argv = ["experiment", "ladder", "--preset", "smoke", "--seeds", "5", "--only", "plain LSTM",
