@@ -43,6 +43,8 @@ from .results import append_run, read_runs
 
 RESULT_FILE = "result.json"  # written into a run's checkpoint folder when it has finished
 LONGER_FOLDER = "trained-longer"  # a run's fine-tuning control (run_one's ``longer``), in its folder
+STAGES_FILE = "stages.json"  # an unfinished run's row so far and the stage it is in (run_one)
+STAGES = ("train", "finetune", "longer", "done")
 
 # The ladder, rung by rung: each adds one technique to the rung above (notebooks 01-05). The last
 # rung is no run of its own: it is the "+ NT-ASGD" runs' fine-tuned stage.
@@ -173,10 +175,17 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
     Test perplexity is that of the best validation weights (``best.pt``, averaged when NT-ASGD has
     switched), at the preset's test batch size (1, as in the paper). The row says what produced it:
     ``preset`` (the name), ``settings`` (:meth:`~awdlib.presets.Preset.settings`, everything the
-    result depends on besides the seed) and their ``fingerprint``. A run starts afresh: the
-    checkpoints and result of an earlier run in ``checkpoint_dir`` are deleted first. A run stopped
-    by a non-finite loss (in training or fine-tuning) returns a row with ``failed`` (the reason) in
-    place of results, and writes no ``result.json``.
+    result depends on besides the seed) and their ``fingerprint``. A run stopped by a non-finite loss
+    (in training or fine-tuning) returns a row with ``failed`` (the reason) in place of results, and
+    writes no ``result.json``.
+
+    **An interrupted run goes on where it stopped.** A run keeps ``last.pt`` every epoch and, after
+    each stage (training, fine-tuning), its row so far in ``stages.json``. Started again in the same
+    folder for the same configuration and seed (same fingerprint), it resumes from there, exactly as
+    if it had not stopped (a resume from ``last.pt`` is exact on a CPU); its ``seconds`` then count
+    only the time since the stages' last save, plus the stages before, and ``resumed`` says how often.
+    Anything else in the folder (another configuration's files, a finished run's result) is deleted
+    and the run starts afresh.
 
     ``device`` trains there (``"cuda"``: several workers may share one GPU). With ``longer`` (and
     fine-tuning), the row also holds ``trained_longer``: the control for fine-tuning, the run's
@@ -189,15 +198,37 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
         torch.set_num_threads(threads)
     preset = preset.with_train(seed=seed, progress=progress, log_epochs=log_epochs)
     checkpoint_dir = Path(checkpoint_dir)
-    for file in ("last.pt", "best.pt", RESULT_FILE):
-        for stale in (checkpoint_dir / file, checkpoint_dir / f"{file}.tmp"):
-            stale.unlink(missing_ok=True)
-    shutil.rmtree(checkpoint_dir / LONGER_FOLDER, ignore_errors=True)
+    identity = {"name": name, "seed": seed, "preset": preset.name, "fingerprint": preset.fingerprint()}
+    saved = _saved_stages(checkpoint_dir, identity)
+    resume = saved is not None and (checkpoint_dir / "last.pt").exists()
+    if saved is None or not resume and saved["stage"] != "train":  # start afresh
+        for file in ("last.pt", "best.pt", RESULT_FILE, STAGES_FILE):
+            for stale in (checkpoint_dir / file, checkpoint_dir / f"{file}.tmp"):
+                stale.unlink(missing_ok=True)
+        shutil.rmtree(checkpoint_dir / LONGER_FOLDER, ignore_errors=True)
+        saved = {"stage": "train", "row": {**identity, "settings": preset.settings()},
+                 "seconds": 0.0, "resumed": 0}
+    saved["resumed"] += resume
+    row, stage = saved["row"], saved["stage"]
+    if saved["resumed"]:
+        row["resumed"] = saved["resumed"]
     corpus = preset.corpus(root, download)
-    trainer = preset.trainer(corpus, device=device, checkpoint_dir=checkpoint_dir)
-    started = time.perf_counter()
-    row = {"name": name, "seed": seed, "preset": preset.name, "fingerprint": preset.fingerprint(),
-           "settings": preset.settings()}
+    started = time.perf_counter() - saved["seconds"]
+
+    def elapsed() -> float:
+        return round(time.perf_counter() - started, 1)
+
+    def save_stage(next_stage: str) -> None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_file(checkpoint_dir / STAGES_FILE) as f:
+            f.write(json.dumps({"stage": next_stage, "row": row, "seconds": elapsed(),
+                                "resumed": saved["resumed"]}).encode())
+
+    save_stage(stage)  # from now on a last.pt in this folder is this run's
+    if resume:
+        trainer = Trainer.resume(checkpoint_dir / "last.pt", corpus, device)
+    else:
+        trainer = preset.trainer(corpus, device=device, checkpoint_dir=checkpoint_dir)
 
     def result(trainer=trainer) -> dict:
         trainer.load_best()
@@ -208,39 +239,60 @@ def run_one(name: str, preset: Preset, seed: int, checkpoint_dir: str | Path, ro
                 "best_epoch": best["epoch"], "epochs": len(h.records),
                 "valid_curve": [round(v, 2) for v in h.column("valid_ppl")],
                 "train_curve": [round(v, 2) for v in h.column("train_ppl")],
-                "stop_reason": h.stop_reason, "seconds": round(time.perf_counter() - started, 1)}
+                "stop_reason": h.stop_reason, "seconds": elapsed()}
 
-    def failed(stage: str) -> dict:
+    def failed(stage: str, trainer=trainer) -> dict:
+        (checkpoint_dir / STAGES_FILE).unlink(missing_ok=True)
         return {**row, "failed": f"{stage}{trainer.history.stop_reason}",
-                "epochs": len(trainer.history.records),
-                "seconds": round(time.perf_counter() - started, 1)}
+                "epochs": len(trainer.history.records), "seconds": elapsed()}
 
-    trainer.fit()
-    if trainer.history.diverged:
-        return failed("")
-    row.update(result())
-    trigger = trainer.optimizer.trigger.fired_at  # NT-ASGD's switch (the trigger also runs under SGD)
-    row["trigger_epoch"] = trigger + 1 if trigger is not None and trainer.optimizer.averaging else None
-    if preset.finetune_epochs:
-        if longer:  # keep where training ended, to go on from there after fine-tuning
-            (checkpoint_dir / LONGER_FOLDER).mkdir()
+    if stage == "train":
+        trainer.fit()
+        if trainer.history.diverged:
+            return failed("")
+        row.update(result())
+        trigger = trainer.optimizer.trigger.fired_at  # NT-ASGD's switch (also runs under SGD)
+        row["trigger_epoch"] = trigger + 1 if trigger is not None and trainer.optimizer.averaging \
+            else None
+        if preset.finetune_epochs and longer:  # where training ended, to go on from after fine-tuning
+            (checkpoint_dir / LONGER_FOLDER).mkdir(exist_ok=True)
             for file in ("last.pt", "best.pt"):
                 shutil.copy(checkpoint_dir / file, checkpoint_dir / LONGER_FOLDER / file)
-        trainer.finetune(preset.finetune_epochs)
+        stage = "finetune" if preset.finetune_epochs else "done"
+        save_stage(stage)
+    if stage == "finetune":
+        if trainer.phase == "finetune":  # resumed inside fine-tuning: its own epoch cap
+            trainer.fit(row["epochs"] + preset.finetune_epochs)
+        else:
+            trainer.finetune(preset.finetune_epochs)
         if trainer.history.diverged:
             return failed("fine-tuning: ")
         row["finetuned"] = result()
-        if longer:
-            control = Trainer.resume(checkpoint_dir / LONGER_FOLDER / "last.pt", corpus, device,
-                                     patience=None)
-            control.fit(row["finetuned"]["epochs"])
-            if control.history.diverged:
-                trainer = control
-                return failed("trained longer: ")
-            row["trained_longer"] = result(control)
+        stage = "longer" if longer else "done"
+        save_stage(stage)
+    if stage == "longer":
+        control = Trainer.resume(checkpoint_dir / LONGER_FOLDER / "last.pt", corpus, device,
+                                 patience=None)
+        control.fit(row["finetuned"]["epochs"])
+        if control.history.diverged:
+            return failed("trained longer: ", control)
+        row["trained_longer"] = result(control)
     with atomic_file(checkpoint_dir / RESULT_FILE) as f:
         f.write((json.dumps(row) + "\n").encode())
+    (checkpoint_dir / STAGES_FILE).unlink(missing_ok=True)
     return row
+
+
+def _saved_stages(checkpoint_dir: Path, identity: dict) -> dict | None:
+    """What an unfinished run of this configuration and seed saved in ``checkpoint_dir``
+    (``stages.json``), or None when there is nothing of it to resume."""
+    try:
+        saved = json.loads((checkpoint_dir / STAGES_FILE).read_text())
+        if all(saved["row"][k] == v for k, v in identity.items()) and saved["stage"] in STAGES:
+            return saved
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def run_folder(checkpoint_root: str | Path, name: str, seed: int) -> Path:

@@ -277,6 +277,8 @@ class Trainer:
         self._run_span = (self.epoch, last_epoch, wall_clock())  # for _time_left
         deadline = None if self.config.time_budget is None else \
             time.perf_counter() + self.config.time_budget
+        if self.unfinished is None and self._patience_used_up():  # a resumed run that had stopped
+            return self.history
         try:
             while self.epoch < last_epoch:
                 if deadline is not None and time.perf_counter() >= deadline:
@@ -336,16 +338,25 @@ class Trainer:
         if fired and on_trigger == "stop":
             self._stop(f"non-monotonic criterion met at epoch {self.epoch}: fine-tuning done")
             return "stop"
-        patience, share = self.config.patience, self.config.min_improvement
-        # counted within this phase: fine-tuning after early stopping gets its own patience
-        phase_start = next(r["epoch"] for r in self.history.records if r["phase"] == self.phase) - 1
-        since = max(self.history.last_improvement(share), phase_start)
-        if patience and self.epoch - since >= patience:
-            better = f" (better: by more than {share:.2%} in perplexity)" if share else ""
-            self._stop(f"no better validation loss for {patience} epochs{better}: stopped early at "
-                       f"epoch {self.epoch}")
+        if self._patience_used_up():
             return "stop"
         return None
+
+    def _patience_used_up(self) -> bool:
+        """Early stopping: whether this phase has gone ``patience`` epochs without a better
+        validation loss (:meth:`History.last_improvement`); if so, say so as the stop reason.
+        Counted within the phase, so that fine-tuning after early stopping gets its own patience."""
+        patience, share = self.config.patience, self.config.min_improvement
+        phase = [r for r in self.history.records if r["phase"] == self.phase]
+        if not patience or not phase:
+            return False
+        since = max(self.history.last_improvement(share), phase[0]["epoch"] - 1)
+        if self.epoch - since < patience:
+            return False
+        better = f" (better: by more than {share:.2%} in perplexity)" if share else ""
+        self._stop(f"no better validation loss for {patience} epochs{better}: stopped early at "
+                   f"epoch {self.epoch}")
+        return True
 
     def _step(self, inputs: torch.Tensor, targets: torch.Tensor, seq_len: int,
               hidden: Hidden) -> tuple[Hidden, torch.Tensor, torch.Tensor]:

@@ -156,3 +156,43 @@ def test_the_command_refuses_cuda_where_there_is_none_before_any_training(tmp_pa
                  "--device", "cuda"]) == 1
     assert "--device cuda: this machine's torch" in capsys.readouterr().err
     assert not (tmp_path / "ladder-smoke.runs.jsonl").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_at", [("train", 2), ("finetune", 1), ("train", 99)])
+def test_an_interrupted_run_goes_on_where_it_stopped_and_ends_as_if_it_had_not(tmp_path, monkeypatch,
+                                                                               stop_at):
+    preset = awdlib.PRESETS["smoke"].with_train(epochs=3, patience=1, nonmono=1)
+    whole = experiments.run_one("full", preset, 3, tmp_path / "whole", threads=None, longer=True)
+    phase, count = stop_at
+    real_end_epoch = awdlib.Trainer._end_epoch
+    seen = {"train": 0, "finetune": 0, "control": 0}
+
+    def interrupting_end_epoch(self, *args):
+        stage = "control" if self.checkpoint_dir.name == experiments.LONGER_FOLDER else self.phase
+        seen[stage] += 1
+        if stage == phase and seen[stage] == count or phase == "train" and count == 99 \
+                and stage == "control":
+            raise KeyboardInterrupt
+        return real_end_epoch(self, *args)
+
+    monkeypatch.setattr(awdlib.Trainer, "_end_epoch", interrupting_end_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.run_one("full", preset, 3, tmp_path / "cut", threads=None, longer=True)
+    assert (tmp_path / "cut" / experiments.STAGES_FILE).exists()
+    monkeypatch.setattr(awdlib.Trainer, "_end_epoch", real_end_epoch)
+    resumed = experiments.run_one("full", preset, 3, tmp_path / "cut", threads=None, longer=True)
+    assert resumed.pop("resumed") == 1
+
+    def without_times(row):
+        out = strip_times(row)
+        for stage in ("trained_longer",):
+            if stage in out:
+                out[stage] = strip_times(out[stage])
+        return out
+
+    assert without_times(resumed) == without_times(whole)
+    assert not (tmp_path / "cut" / experiments.STAGES_FILE).exists()
+    # another configuration in that folder is not resumed from it: it starts afresh
+    other = experiments.run_one("other", preset.with_train(lr=20.0), 3, tmp_path / "cut", threads=None)
+    assert "resumed" not in other and other["valid_curve"] != whole["valid_curve"]
