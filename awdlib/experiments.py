@@ -608,11 +608,16 @@ def write_summary(study: str, runs: list[dict], path: str | Path, preset: Preset
     return rows
 
 
+def _last_stage(run: dict) -> dict:
+    """A run's last stage (its control, fine-tuning or training): its ``seconds`` are the run's."""
+    return run.get("trained_longer", run.get("finetuned", run))
+
+
 def summary_rows(study: str, runs: list[dict], preset: Preset,
                  vocab_size: int | None = None) -> list[dict]:
     """The study's rows (means and per-seed values), each with the scale it ran at.
 
-    The scale includes ``run_seconds``, every run's time (training, fine-tuning, testing) summed:
+    The scale includes ``run_seconds``, every run's time (training, fine-tuning, control, testing) summed:
     the study's wall time times the number of workers, if they never waited. Given the corpus's
     ``vocab_size``, it also gives each configuration's number of parameters.
     """
@@ -621,7 +626,7 @@ def summary_rows(study: str, runs: list[dict], preset: Preset,
              "eval_fraction": preset.eval_fraction, "epochs": preset.train.epochs,
              "patience": preset.train.patience, "finetune_epochs": preset.finetune_epochs,
              "seeds": sorted({r["seed"] for r in runs}),
-             "run_seconds": round(sum(r.get("finetuned", r)["seconds"] for r in runs), 1)}
+             "run_seconds": round(sum(_last_stage(r)["seconds"] for r in runs), 1)}
     if vocab_size is not None:
         scale["parameters"] = {name: AWDLSTM(c.model_config(vocab_size)).num_parameters()
                                for name, c in STUDIES[study][0](preset).items()}
