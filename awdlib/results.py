@@ -316,26 +316,38 @@ class Ablation(Study):
         whose summary does not say (written before the study recorded it)."""
         return {r["name"]: r.get("capped_seeds") for r in self.rows if r.get("capped_seeds", True)}
 
+    def complete(self, min_seeds: int = 3) -> bool:
+        """Every row of the paper's table has run, each with the same ``min_seeds`` or more seeds."""
+        from .experiments import ABLATION
+        seeds = [tuple(self.get(n)["seeds"]) if self.get(n) else () for n in ABLATION]
+        return len(set(seeds)) == 1 and len(seeds[0]) >= min_seeds
+
     @property
     def converged(self) -> bool:
-        """The gate: every run of every row stopped by its rule (early stopping; fine-tuning by its
-        criterion), none at its epoch cap. Until it holds, the Δs and the rank correlation describe
-        runs that were still improving, not the techniques at convergence."""
-        return bool(self.rows) and not self.capped()
+        """The gate: the study is :meth:`complete` and every run of every row stopped by its rule
+        (early stopping; fine-tuning by its criterion or early stopping), none at its epoch cap.
+        Until it holds, the Δs and the rank correlation describe runs that were still improving, or
+        too few runs, not the techniques at convergence."""
+        return self.complete() and not self.capped()
 
     def gate(self) -> str:
-        """One line: whether the study passed :attr:`converged`, and where it did not."""
+        """One line: whether the study passed :attr:`converged`, and why not."""
         if not self.rows:
             return "not converged: no runs yet"
         capped = self.capped()
-        if not capped:
-            seeds = sum(len(r["seeds"]) for r in self.rows if r["name"] != "– fine-tuning")
-            return (f"converged: all {seeds} runs of the {len(self.rows)} rows stopped by their rule "
-                    "(early stopping; fine-tuning by its criterion), none at an epoch cap")
-        return "not converged: " + "; ".join(
-            f"{name}: " + ("not recorded" if seeds is None else
-                           f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))} at the cap")
-            for name, seeds in capped.items())
+        runs = sum(len(r["seeds"]) for r in self.rows if r["name"] != "– fine-tuning")
+        if capped:
+            return "not converged: " + "; ".join(
+                f"{name}: " + ("not recorded" if seeds is None else
+                               f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))} at the cap")
+                for name, seeds in capped.items())
+        rule = "stopped by their rule (early stopping; fine-tuning by its criterion or early stopping)"
+        if not self.complete():
+            from .experiments import ABLATION
+            return (f"not converged yet: incomplete, {len(self.rows)} of {len(ABLATION)} rows from "
+                    f"{runs} runs (seeds per row: "
+                    + ", ".join(str(len(r["seeds"])) for r in self.rows) + f"); all of them {rule}")
+        return f"converged: all {runs} runs of the {len(self.rows)} rows {rule}, none at an epoch cap"
 
     def rank_correlation_evidence(self, level: float = 0.95, samples: int = 20_000) -> dict:
         """How far the rank correlation (:meth:`rank_correlation`) can be trusted, two ways:

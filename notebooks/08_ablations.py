@@ -347,21 +347,28 @@ for name, study, study_runs_ in (("short budget", ablation, runs),
 # A study "trained to convergence" is only that if no run was cut off by its epoch cap: each must
 # have ended by its own rule, training by early stopping and fine-tuning by its non-monotonic
 # criterion (or early stopping). The runs file records why each stage stopped, in the trainer's
-# words, so the gate is read from it. Until it passes, every number below describes runs that were
-# still improving, and the rank correlation is shown as such, not as a result.
+# words, so the gate is read from it; it also asks for every row with the same three or more seeds.
+# Until it passes, every number below describes runs that were still improving, or too few runs,
+# and the rank correlation is shown as such, not as a result.
 
 # %%
 for name, study in (("short budget", ablation), ("converged", converged)):
     print(f"{name}: {study.gate()}")
 print()
-print(f"{'converged study':28} {'epochs trained (fine-tuned), by seed':>48}  why training stopped")
+def why(result):
+    """How a stage ended, from the stop reason its run recorded."""
+    reason = result.get("stop_reason") or ""
+    return ("early stopping" if reason.startswith("no better validation loss") else
+            "criterion" if reason.startswith("non-monotonic criterion") else "CAP")
+
+
+print(f"{'converged study, by seed':28} {'epochs trained + fine-tuned, and how each ended':>60}")
 for name in ABLATION:
     trained = sorted((r for r in converged_runs if r["name"] == name), key=lambda r: r["seed"])
     if trained:
-        epochs = ", ".join(f"{r['epochs']} ({r['finetuned']['epochs'] - r['epochs']})"
-                           for r in trained)
-        why = {(r["stop_reason"] or "the epoch cap").split(":")[0] for r in trained}
-        print(f"{name:28} {epochs:>48}  {'; '.join(sorted(why))}")
+        print(f"{name:28} " + "; ".join(
+            f"{r['seed']}: {r['epochs']} ({why(r)}) + {r['finetuned']['epochs'] - r['epochs']} "
+            f"({why(r['finetuned'])})" for r in trained))
 
 # %% [markdown]
 # ## The converged table, beside the short budget

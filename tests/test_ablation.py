@@ -228,8 +228,15 @@ def test_the_gate_passes_only_when_every_run_stopped_by_its_rule(tmp_path):
     runs = [stopped(run("AWD-LSTM", s, 300 + s, 290 + s)) for s in (1, 2)]
     runs += [stopped(run("– AR/TAR", s, 310 + s, 305 + s)) for s in (1, 2)]
     _, ablation = study(tmp_path, runs)
-    assert ablation.converged and ablation.capped() == {}
-    assert ablation.gate().startswith("converged: all 4 runs of the 3 rows stopped by their rule")
+    assert not ablation.converged and ablation.capped() == {}  # 3 rows of 9, 2 seeds: too few
+    assert ablation.gate().startswith("not converged yet: incomplete, 3 of 9 rows from 4 runs")
+    full = [stopped(run(name, s, 300 + s, 290 + s)) for name in ABLATION[2:] for s in (1, 2, 3)]
+    full += [stopped(run("AWD-LSTM", s, 300 + s, 290 + s)) for s in (1, 2, 3)]
+    _, complete = study(tmp_path, full)
+    assert complete.converged and complete.gate().startswith(
+        "converged: all 24 runs of the 9 rows stopped by their rule")
+    _, short = study(tmp_path, full[:-1])  # the full model lacks seed 3
+    assert not short.converged and "incomplete" in short.gate()
     runs[3] = stopped(runs[3], finetune_rule=None)  # seed 2's fine-tuning ran to its cap
     _, ablation = study(tmp_path, runs)
     assert not ablation.converged and ablation.capped() == {"– AR/TAR": [2]}
