@@ -288,3 +288,16 @@ def test_the_ladders_last_rungs_are_runs_the_ablation_trained_already():
     assert rows["+ AR/TAR"]["valid_ppl_seeds"] == [311, 312]  # before the ablation's fine-tuning
     assert rows["+ NT-ASGD"]["valid_ppl_seeds"] == [301, 302]
     assert rows["+ fine-tuning"]["valid_ppl_seeds"] == [291, 292]
+
+
+@pytest.mark.slow
+def test_the_crossover_pilot_runs_from_the_command_line_at_smoke_scale(tmp_path):
+    from awdlib.__main__ import main
+
+    assert main(["experiment", "crossover", "--preset", "smoke", "--seeds", "141", "--results",
+                 str(tmp_path), "--set", "train.epochs=1", "--workers", "0"]) == 0
+    runs = [json.loads(line) for line in (tmp_path / "crossover-smoke.runs.jsonl").read_text().splitlines()]
+    assert [r["name"] for r in runs] == ["AWD-LSTM", "– weight-dropping", "plain LSTM"]
+    assert "finetuned" not in runs[2] and "finetuned" in runs[0]  # the plain LSTM: no fine-tuning
+    rows = json.loads((tmp_path / "crossover-smoke.json").read_text())
+    assert [r["name"] for r in rows] == ["AWD-LSTM", "– weight-dropping", "plain LSTM"]
