@@ -475,6 +475,14 @@ else:
     print("the converged study runs at demo scale only (notebook 08)")
 
 # %% [markdown]
+# How to read it: each run now ends by early stopping, so "+ NT-ASGD" had as many epochs of averaging
+# as it wanted (the lines under the table), and "+ AR/TAR" is the same SGD iterate without the
+# average: the two runs of one seed train the very same iterate (averaging never changes it); after
+# the switch only what is evaluated, and so when early stopping ends the run, differs. Compare the paired differences with the 40-epoch ladder's above, and with the paper's
+# 6.3 points for removing NT-ASGD. The rows fill in as notebook 08's study runs; a comparison with
+# one seed has no noise estimate.
+
+# %% [markdown]
 # ## Takeaways
 #
 # - NT-ASGD is plain SGD plus a running average of the iterates from a switch point $T$; the average
