@@ -91,6 +91,19 @@ def test_fine_tuning_after_early_stopping_gets_its_own_patience(tiny_corpus, mon
     assert trainer.history.stop_reason.endswith("stopped early at epoch 6")
 
 
+def test_a_resumed_run_that_early_stopping_had_ended_trains_nothing_more(tiny_corpus, monkeypatch,
+                                                                         tmp_path):
+    losses = iter([5.0, 4.0, 4.5, 4.6])
+    monkeypatch.setattr(awdlib.train, "evaluate", lambda *args, **kwargs: next(losses))
+    preset = awdlib.PRESETS["smoke"].with_train(epochs=9, patience=2, log_epochs=False)
+    trainer = preset.trainer(tiny_corpus, checkpoint_dir=tmp_path)
+    trainer.fit()
+    assert trainer.epoch == 4
+    resumed = awdlib.Trainer.resume(tmp_path / "last.pt", tiny_corpus)
+    resumed.fit()  # evaluate would raise StopIteration if it trained another epoch
+    assert resumed.epoch == 4 and resumed.history.stop_reason == trainer.history.stop_reason
+
+
 def test_min_improvement_at_zero_leaves_fingerprints_as_they_were():
     smoke = awdlib.PRESETS["smoke"]
     assert "min_improvement" not in smoke.settings()["train"]
