@@ -398,11 +398,18 @@ for label, study in (("converged", converged), ("short budget", ablation)):
     if full:
         print(f"the full model ({label}): validation perplexity {full['valid_ppl']:.2f}, test "
               f"{full['test_ppl']:.2f}, seeds {full['seeds']}")
-print("converged, Δ by seed (each run against the full model's run with the same seed):")
-for name in converged.removed:
-    changes = converged.seed_changes(name)
-    if changes:
-        print(f"  {name:28} " + ", ".join(f"{seed}: {d:+.2f}" for seed, d in changes.items()))
+
+
+def print_seed_changes(study, heading):
+    """Each row's paired Δ, seed by seed: its run minus the full model's run with the same seed."""
+    print(f"{heading}Δ by seed (each run against the full model's run with the same seed):")
+    for name in study.removed:
+        changes = study.seed_changes(name)
+        if changes:
+            print(f"  {name:28} " + ", ".join(f"{seed}: {d:+.2f}" for seed, d in changes.items()))
+
+
+print_seed_changes(converged, "converged, ")
 
 # %% [markdown]
 # ### Fine-tuning, and its control
@@ -541,11 +548,7 @@ print("NT-ASGD switched after epoch, by seed:")
 for row in ablation.rows:
     if "trigger_epoch_seeds" in row:
         print(f"  {row['name']:28} {dict(zip(row['seeds'], row['trigger_epoch_seeds']))}")
-print("Δ by seed (each run against the full model's run with the same seed):")
-for name in ABLATION[1:]:
-    changes = ablation.seed_changes(name)
-    if changes:
-        print(f"  {name:28} " + ", ".join(f"{seed}: {d:+.2f}" for seed, d in changes.items()))
+print_seed_changes(ablation, "")
 print("before fine-tuning (mean validation perplexity):")
 for row in ablation.rows:
     if "before_finetuning" in row:
@@ -738,51 +741,55 @@ print(" ", awdlib.Ladder.for_scale("demo", "results").compare("+ weight drop", "
 # ended.
 #
 # **The converged study.** The gate passes: every row has seeds 141, 142 and 143, and all 24 runs
-# ended by their own rule (training by early stopping after 62 to 149 epochs, fine-tuning by
-# its criterion after 7 to 18). Paired by seed:
+# ended by their own rule (training by early stopping after 62 to 149 epochs, fine-tuning by its
+# criterion after 7 to 18). Paired by seed:
 #
 # - *One row goes the paper's way beyond the noise:* removing embedding dropout costs +40.45 ± 10.85
-#   (paper +5.1), and it does so before fine-tuning as well: the short budget's confound (fine-tuning
-#   failing on this row) is gone. Without it the model's validation perplexity turns up early (best
-#   epochs 45 to 68, against 90 to 127 for the full model) and never gets near the full model's.
+#   (paper +5.1), and it does so before fine-tuning as well: the short budget's confound
+#   (fine-tuning failing on this row) is gone. Without it the model's validation perplexity turns up
+#   early (best epochs 45 to 68, against 90 to 127 for the full model) and never gets near the full
+#   model's.
 # - *Two rows are large, in the paper's direction for every seed, and still under three paired
 #   deviations:* removing AR/TAR, +24.40 ± 8.58 (2.8 deviations; paper +2.7), and removing NT-ASGD,
 #   +14.09 ± 8.18 (1.7; paper +6.3). Three seeds give a rough deviation, and the rule is strict on
 #   purpose: "not shown", not "no effect".
-# - *The rest are within the noise:* variable sequence lengths +2.74 ± 9.81, weight decay −3.89 ± 16.92
-#   (by seed −21.81, −1.67, +11.82), the full sized embedding −12.12 ± 5.93 and weight-dropping
-#   +0.44 ± 3.70. No row goes the opposite way beyond the noise; the full sized embedding comes
-#   closest (2.0 deviations), lower for every seed (−14.31, −5.41, −16.64) and so still against the paper's +8.0: its training
-#   perplexity falls furthest (61.51 at the best epochs, against the full model's 96.43).
+# - *The rest are within the noise:* variable sequence lengths +2.74 ± 9.81, weight decay
+#   −3.89 ± 16.92 (by seed −21.81, −1.67, +11.82), the full sized embedding −12.12 ± 5.93 and
+#   weight-dropping +0.44 ± 3.70. No row goes the opposite way beyond the noise; the full sized
+#   embedding comes closest (2.0 deviations), lower for every seed (−14.31, −5.41, −16.64) and so
+#   still against the paper's +8.0: its training perplexity falls furthest (61.51 at the best
+#   epochs, against the full model's 96.43).
 # - *Fine-tuning* gains nothing once training has converged: +0.00 for every seed, because its
 #   criterion fired after 7 to 9 epochs without beating the trained weights in every row but
 #   "– NT-ASGD" (the "gained" column). A likely reason: restarting averaged SGD at the full learning
-#   rate first moves away from the averaged weights it starts from, and the criterion stops it before
-#   the new average catches up. It helps only the row whose training never averaged: fine-tuning's
-#   value here is the averaging itself. The control agrees: the full model trained as many epochs
-#   longer without the restart ends where fine-tuning ends (fine-tuned minus trained longer:
-#   +0.03 ± 0.05 over the 3 seeds).
-# - *The ranking does not emerge:* ρ = −0.119 against the paper's PTB ranking, seed-bootstrap interval
-#   [−0.286, −0.023] (27 draws: coarse), permutation p = 0.62. The target (ρ above 0.5 with an
-#   interval that excludes 0) is not met, with the gate passed: this is not the model still learning. It is a negative result at this scale,
-#   and the per-row evidence above says where: the paper's two largest Δs (weight-dropping +11.1 and
-#   the full sized embedding +8.0) are the two rows that do not show here, while embedding dropout and
-#   AR/TAR, middling in the paper, cost the most. (The bootstrap interval excludes 0 on the negative
-#   side, but with p = 0.62 our order agrees with the paper's no better than a random one does.)
+#   rate first moves away from the averaged weights it starts from, and the criterion stops it
+#   before the new average catches up. It helps only the row whose training never averaged:
+#   fine-tuning's value here is the averaging itself. The control agrees: the full model trained as
+#   many epochs longer without the restart ends where fine-tuning ends (fine-tuned minus trained
+#   longer: +0.03 ± 0.05 over the 3 seeds).
+# - *The ranking does not emerge:* ρ = −0.119 against the paper's PTB ranking, seed-bootstrap
+#   interval [−0.286, −0.023] (27 draws: coarse), permutation p = 0.62. The target (ρ above 0.5 with
+#   an interval that excludes 0) is not met, with the gate passed: this is not the model still
+#   learning. It is a negative result at this scale, and the per-row evidence above says where: the
+#   paper's two largest Δs (weight-dropping +11.1 and the full sized embedding +8.0) are the two
+#   rows that do not show here, while embedding dropout and AR/TAR, middling in the paper, cost the
+#   most. (The bootstrap interval excludes 0 on the negative side, but with p = 0.62 our order
+#   agrees with the paper's no better than a random one does.)
 #
-# **What changed from the short budget** (paired Δ, short budget → converged): – fine-tuning
-# +7.35 → +0.00 (at convergence neither fine-tuning nor as many more epochs gains anything, so the
-# short budget's +7.35 was more training of runs still improving); – NT-ASGD −2.59 → +14.09;
-# – variable sequence lengths −3.00 → +2.74; – embedding dropout +8.08 → +40.45 (and now not through
-# fine-tuning); – weight decay +0.61 → −3.89; – AR/TAR −3.93 → +24.40; – full sized embedding −22.63 →
-# −12.12; – weight-dropping −13.36 → +0.44. Every row with a negative Δ at the short budget moved toward
-# the paper's direction (weight decay, within the noise both times, moved the other way), and the
+# **What changed from the short budget** (paired Δ, short budget → converged):
+# – fine-tuning +7.35 → +0.00 (at convergence neither fine-tuning nor as many more epochs gains
+# anything, so the short budget's +7.35 was more training of runs still improving);
+# – NT-ASGD −2.59 → +14.09; – variable sequence lengths −3.00 → +2.74;
+# – embedding dropout +8.08 → +40.45 (and now not through fine-tuning);
+# – weight decay +0.61 → −3.89; – AR/TAR −3.93 → +24.40; – full sized embedding −22.63 → −12.12;
+# – weight-dropping −13.36 → +0.44. Every row with a negative Δ at the short budget moved toward the
+# paper's direction (weight decay, within the noise both times, moved the other way), and the
 # regularisers that act on what the model sees (embedding dropout: +0.73 before fine-tuning at the
 # short budget) and on its activations (AR/TAR: −3.93) went from costing nothing to the largest Δs:
-# their cost was speed, their benefit needed the runs to reach overfitting. Yet convergence is not enough to
-# give the paper's order. What remains is scale: a 200-wide LSTM has few recurrent weights for weight
-# drop to regularise (most of its 1.69M parameters are the embedding), and the paired spreads at
-# convergence (3.70 to 16.92 points) are as large as most of the paper's Δs.
+# their cost was speed, their benefit needed the runs to reach overfitting. Yet convergence is not
+# enough to give the paper's order. What remains is scale: a 200-wide LSTM has few recurrent weights
+# for weight drop to regularise (most of its 1.69M parameters are the embedding), and the paired
+# spreads at convergence (3.70 to 16.92 points) are as large as most of the paper's Δs.
 
 # %% [markdown]
 # ## What this can and cannot show
